@@ -1,0 +1,77 @@
+"""The jobs HTTP API: routes of a Powertools resolver, each a call into the jobs service."""
+
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from avatarjobs.composition import jobs_service
+from avatarjobs.domain import limits
+from avatarjobs.domain.job import JobStatus
+from avatarjobs.domain.requests import JobRequest
+from avatarjobs.domain.views import CreateUploadsRequest, JobPage, JobView, UploadsView
+from avatarjobs.http.identity import caller
+from avatarjobs.http.problems import PROBLEM_RESPONSES, refuse_oversized_body, register_problem_handlers
+from avatarjobs.observability import logger, metrics, tracer
+
+app = APIGatewayRestResolver(enable_validation=True)
+register_problem_handlers(app)
+
+
+def _json(status: HTTPStatus, body: Any, headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers)
+
+
+@app.post("/jobs", summary="Order a video", responses={202: {"description": "Accepted"}, **PROBLEM_RESPONSES})
+def create_job(
+    request: Annotated[JobRequest, Body()],
+    idempotency_key: Annotated[
+        str | None,
+        Header(alias="Idempotency-Key", min_length=1, max_length=limits.IDEMPOTENCY_KEY_MAX_CHARS,
+               description="Same key and body: the same job again. Same key, other body: 409."),
+    ] = None,
+) -> Response[JobView]:  # fmt: skip
+    created = jobs_service().create_job(caller(app), request, idempotency_key)
+    if not created.replayed:
+        metrics.add_metric(name="JobsAccepted", unit=MetricUnit.Count, value=1)
+    location = f"{app.current_event.request_context.path.rstrip('/')}/{created.job.job_id}"
+    headers = {"Location": location, "Idempotent-Replayed": str(created.replayed).lower()}
+    return _json(HTTPStatus.ACCEPTED, JobView.of(created.job), headers)
+
+
+@app.get("/jobs/<job_id>", summary="A job's status, timeline and video URL", responses=PROBLEM_RESPONSES)
+def get_job(job_id: str) -> JobView:
+    return jobs_service().describe_job(caller(app), job_id)
+
+
+@app.get("/jobs", summary="Your jobs, newest first", responses=PROBLEM_RESPONSES)
+def list_jobs(
+    status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
+    limit: Annotated[int, Query(ge=1, le=limits.LIST_LIMIT_MAX)] = limits.LIST_LIMIT_DEFAULT,
+    cursor: Annotated[str | None, Query(max_length=64, description="next_cursor of the previous page")] = None,
+) -> JobPage:
+    return jobs_service().list_jobs(caller(app), status=status, limit=limit, cursor=cursor)
+
+
+@app.post("/jobs/<job_id>/cancel", summary="Cancel a job", responses=PROBLEM_RESPONSES)
+def cancel_job(job_id: str) -> Response[JobView]:
+    job = jobs_service().cancel_job(caller(app), job_id)
+    pending = job.status == JobStatus.CANCEL_REQUESTED  # the provider still has to confirm
+    return _json(HTTPStatus.ACCEPTED if pending else HTTPStatus.OK, JobView.of(job))
+
+
+@app.post("/uploads", summary="Presigned PUT URLs for your media", responses=PROBLEM_RESPONSES)
+def create_uploads(request: Annotated[CreateUploadsRequest, Body()]) -> Response[UploadsView]:
+    return _json(HTTPStatus.CREATED, jobs_service().create_uploads(caller(app), request))
+
+
+@refuse_oversized_body
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

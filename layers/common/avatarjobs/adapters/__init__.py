@@ -1,0 +1,1 @@
+"""AWS adapters: small classes that implement the domain's ports with boto3."""

@@ -1,0 +1,109 @@
+"""The job record: what the Jobs table keeps for one job, whatever its trigger."""
+
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from avatarjobs.domain import limits
+
+
+class JobStatus(StrEnum):
+    ACCEPTED = "ACCEPTED"
+    SUBMITTED = "SUBMITTED"
+    RUNNING = "RUNNING"
+    FINALIZING = "FINALIZING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCEL_REQUESTED = "CANCEL_REQUESTED"
+    CANCELED = "CANCELED"
+    TIMED_OUT = "TIMED_OUT"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.TIMED_OUT})
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    retryable: bool = False
+
+
+class JobOutput(BaseModel):
+    bucket: str
+    key: str
+    size: int
+    sha256: str
+    content_type: str
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def isoformat(moment: datetime) -> str:
+    """ISO-8601 in UTC with milliseconds and a Z: sorts as text, which the by_status index relies on."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class Job(BaseModel):
+    job_id: str
+    owner: str
+    status: JobStatus
+    version: int = Field(ge=1, description="Raised by one on every transition; the optimistic-lock counter.")
+    provider: str
+    model: str
+    request: dict[str, Any] = Field(description="The model's validated input, as sent to the provider.")
+    metadata: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+    provider_request_id: str | None = None
+    provider_urls: dict[str, str] | None = None
+    attempts: int = 0
+    timeline: dict[str, str] = Field(description="When the job entered each status it has been in.")
+    created_at: str
+    updated_at: str
+    status_since: str
+    deadline_at: str
+    expires_at: int = Field(description="Epoch seconds after which DynamoDB's TTL may delete the record.")
+    error: JobError | None = None
+    output: JobOutput | None = None
+    enqueued_at: str | None = None
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        job_id: str,
+        owner: str,
+        provider: str,
+        model: str,
+        request: dict[str, Any],
+        metadata: dict[str, Any] | None,
+        idempotency_key: str | None,
+        deadline_seconds: int | None,
+        now: datetime,
+    ) -> "Job":
+        created = isoformat(now)
+        deadline = now + timedelta(seconds=deadline_seconds or limits.DEADLINE_SECONDS_DEFAULT)
+        return cls(
+            job_id=job_id,
+            owner=owner,
+            status=JobStatus.ACCEPTED,
+            version=1,
+            provider=provider,
+            model=model,
+            request=request,
+            metadata=metadata,
+            idempotency_key=idempotency_key,
+            timeline={JobStatus.ACCEPTED: created},
+            created_at=created,
+            updated_at=created,
+            status_since=created,
+            deadline_at=isoformat(deadline),
+            expires_at=int((now + timedelta(days=limits.JOB_RECORD_RETENTION_DAYS)).timestamp()),
+        )

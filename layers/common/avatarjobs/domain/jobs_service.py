@@ -1,0 +1,224 @@
+"""The jobs use cases: create (idempotent), describe, list, cancel, and presigned uploads.
+
+Every trigger (the HTTP API, S3 manifests, bus events) creates jobs through `create_job`.
+"""
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+
+from avatarjobs.domain import limits
+from avatarjobs.domain.errors import (
+    IdempotencyConflict,
+    InvalidCursor,
+    InvalidInput,
+    InvalidTransition,
+    JobNotCancelable,
+    JobNotFound,
+    ServiceUnavailable,
+)
+from avatarjobs.domain.ids import is_job_id, new_job_id
+from avatarjobs.domain.job import Job, JobError, JobStatus, isoformat, utc_now
+from avatarjobs.domain.media import media_field_names, parse_data_uri, parse_s3_uri
+from avatarjobs.domain.ports import (
+    DispatchQueue,
+    IdempotencyKeyTaken,
+    IdempotencyRecord,
+    JobsRepository,
+    MediaStore,
+)
+from avatarjobs.domain.requests import JobRequestModel
+from avatarjobs.domain.state_machine import JobEvent, next_status
+from avatarjobs.domain.views import CreateUploadsRequest, JobPage, JobView, UploadsView, UploadTarget, upload_kind
+from avatarjobs.observability import logger
+
+
+@dataclass(frozen=True)
+class CreatedJob:
+    job: Job
+    replayed: bool  # True when an earlier request with the same Idempotency-Key made it
+
+
+def fingerprint(request: JobRequestModel) -> str:
+    """Same request, same fingerprint, whatever the key order or white space of the JSON it came in."""
+    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def uploads_prefix(owner: str) -> str:
+    return f"uploads/{owner}/"
+
+
+class JobsService:
+    def __init__(self, jobs: JobsRepository, queue: DispatchQueue, media: MediaStore) -> None:
+        self._jobs = jobs
+        self._queue = queue
+        self._media = media
+
+    # -- create ---------------------------------------------------------------------------------------------
+
+    def create_job(self, owner: str, request: JobRequestModel, idempotency_key: str | None = None) -> CreatedJob:
+        self._check_s3_inputs_are_owned(owner, request)
+        request_print = fingerprint(request)
+        if idempotency_key is not None:
+            replay = self._replay(owner, idempotency_key, request_print)
+            if replay is not None:
+                return replay
+
+        now = utc_now()
+        job_id = new_job_id()
+        job = Job.new(
+            job_id=job_id,
+            owner=owner,
+            provider=request.provider,
+            model=request.model,
+            request=self._stage_inline_inputs(owner, job_id, request),
+            metadata=request.metadata,
+            idempotency_key=idempotency_key,
+            deadline_seconds=request.deadline_seconds,
+            now=now,
+        )
+        record = None
+        if idempotency_key is not None:
+            expiration = int((now + timedelta(seconds=limits.IDEMPOTENCY_WINDOW_SECONDS)).timestamp())
+            record = IdempotencyRecord(owner, idempotency_key, job_id, request_print, expiration)
+        try:
+            self._jobs.create(job, record)
+        except IdempotencyKeyTaken:
+            # A concurrent request with the same key won the race: answer as its replay.
+            assert idempotency_key is not None
+            replay = self._replay(owner, idempotency_key, request_print)
+            if replay is None:  # its record expired in between: vanishingly rare, let the caller retry
+                raise ServiceUnavailable("the request raced another one with the same Idempotency-Key") from None
+            return replay
+        self._enqueue(job)
+        logger.info("job accepted", extra={"job_id": job_id, "provider": job.provider, "model": job.model})
+        return CreatedJob(job=job, replayed=False)
+
+    def _replay(self, owner: str, key: str, request_print: str) -> CreatedJob | None:
+        record = self._jobs.get_idempotency_record(owner, key)
+        if record is None:
+            return None
+        if record.fingerprint != request_print:
+            raise IdempotencyConflict(key)
+        job = self._jobs.get(record.job_id)
+        if job is None:  # the job record's TTL outlived the idempotency window: treat the key as fresh
+            return None
+        if job.status == JobStatus.ACCEPTED and job.enqueued_at is None:
+            # The first request stored the job but could not queue it; this retry finishes its work.
+            self._enqueue(job)
+        return CreatedJob(job=job, replayed=True)
+
+    def _enqueue(self, job: Job) -> None:
+        try:
+            self._queue.send(job.job_id)
+        except Exception as error:
+            logger.exception("could not queue job", extra={"job_id": job.job_id})
+            if job.idempotency_key is None:
+                # Without a key the caller cannot retry this job, so it must not stay ACCEPTED and forgotten.
+                self._fail_quietly(job, JobError(code="ENQUEUE_FAILED", message="the job could not be queued",
+                                                 retryable=True))  # fmt: skip
+            raise ServiceUnavailable("the job could not be queued; retry with the same Idempotency-Key") from error
+        self._jobs.mark_enqueued(job.job_id, now=isoformat(utc_now()))
+
+    def _fail_quietly(self, job: Job, error: JobError) -> None:
+        try:
+            self._jobs.update_status(job, JobStatus.FAILED, now=isoformat(utc_now()),
+                                     changes={"error": error.model_dump()})  # fmt: skip
+        except Exception:
+            logger.exception("could not mark unqueued job as failed", extra={"job_id": job.job_id})
+
+    def _check_s3_inputs_are_owned(self, owner: str, request: JobRequestModel) -> None:
+        prefix = uploads_prefix(owner)
+        for name in media_field_names(type(request)):
+            value = getattr(request, name)
+            if isinstance(value, str) and value.startswith("s3://"):
+                uri = parse_s3_uri(value)
+                if uri.bucket != self._media.inputs_bucket or not uri.key.startswith(prefix):
+                    raise InvalidInput(f"/{name}", "must be an s3:// URI that POST /uploads returned to your API key")
+
+    def _stage_inline_inputs(self, owner: str, job_id: str, request: JobRequestModel) -> dict[str, object]:
+        """Data URIs move to the inputs bucket: a job record must stay far below DynamoDB's 400 KB item limit."""
+        provider_input = request.provider_input()
+        for name in media_field_names(type(request)):
+            value = provider_input.get(name)
+            if isinstance(value, str) and value.startswith("data:"):
+                inline = parse_data_uri(value)
+                key = f"inline/{owner}/{job_id}/{name}"
+                self._media.put_input(key, inline.data, inline.content_type)
+                provider_input[name] = f"s3://{self._media.inputs_bucket}/{key}"
+        return provider_input
+
+    # -- read -----------------------------------------------------------------------------------------------
+
+    def get_job(self, owner: str, job_id: str) -> Job:
+        job = self._jobs.get(job_id) if is_job_id(job_id) else None
+        # Someone else's job is reported exactly like a missing one, so ids cannot be probed.
+        if job is None or job.owner != owner:
+            raise JobNotFound(job_id)
+        return job
+
+    def describe_job(self, owner: str, job_id: str) -> JobView:
+        job = self.get_job(owner, job_id)
+        video_url = None
+        if job.status == JobStatus.SUCCEEDED and job.output is not None:
+            video_url = self._media.presign_download(
+                job.output.bucket, job.output.key, expires_in=limits.DOWNLOAD_URL_EXPIRY_SECONDS
+            )
+        return JobView.of(job, video_url=video_url)
+
+    def list_jobs(self, owner: str, *, status: JobStatus | None, limit: int, cursor: str | None) -> JobPage:
+        after = _decode_cursor(cursor) if cursor else None
+        jobs, last = self._jobs.list_for_owner(owner, status=status, limit=limit, after_job_id=after)
+        return JobPage(items=[JobView.of(job) for job in jobs], next_cursor=_encode_cursor(last) if last else None)
+
+    # -- cancel ---------------------------------------------------------------------------------------------
+
+    def cancel_job(self, owner: str, job_id: str) -> Job:
+        """ACCEPTED jobs are canceled at once; submitted ones move to CANCEL_REQUESTED for the provider to confirm."""
+        job = self.get_job(owner, job_id)
+        if job.status == JobStatus.CANCEL_REQUESTED:
+            return job
+        try:
+            new_status = next_status(job.status, JobEvent.CANCEL)
+        except InvalidTransition:
+            raise JobNotCancelable(job_id, job.status) from None
+        return self._jobs.update_status(job, new_status, now=isoformat(utc_now()))
+
+    # -- uploads --------------------------------------------------------------------------------------------
+
+    def create_uploads(self, owner: str, request: CreateUploadsRequest) -> UploadsView:
+        expires_at = isoformat(utc_now() + timedelta(seconds=limits.UPLOAD_URL_EXPIRY_SECONDS))
+        targets = []
+        for file in request.files:
+            key = f"{uploads_prefix(owner)}{new_job_id()}/{file.name}"
+            url = self._media.presign_upload(
+                key, content_type=file.content_type, size=file.size, expires_in=limits.UPLOAD_URL_EXPIRY_SECONDS
+            )
+            logger.debug("upload url issued", extra={"key": key, "kind": upload_kind(file.content_type)})
+            targets.append(
+                UploadTarget(
+                    name=file.name,
+                    s3_uri=f"s3://{self._media.inputs_bucket}/{key}",
+                    url=url,
+                    headers={"Content-Type": file.content_type, "Content-Length": str(file.size)},
+                    expires_at=expires_at,
+                )
+            )
+        return UploadsView(uploads=targets)
+
+
+def _encode_cursor(job_id: str) -> str:
+    return base64.urlsafe_b64encode(job_id.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        job_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except ValueError:
+        raise InvalidCursor() from None
+    if not is_job_id(job_id):
+        raise InvalidCursor()
+    return job_id

@@ -1,0 +1,164 @@
+"""What a caller may ask for: one model per provider model, with the exact fields, enums and defaults.
+
+fal's four ai-avatar models come from seeds/fal-ai-avatar-multitalk.txt; Mirako's talking avatar from
+specs/mirako-openapi.yaml (image + audio, or text that Mirako's TTS turns into speech first).
+Bounds come from `limits` only.
+"""
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator
+
+from avatarjobs.domain import limits
+from avatarjobs.domain.media import AudioInput, ImageInput
+
+Voice = Literal[
+    "Aria", "Roger", "Sarah", "Laura", "Charlie", "George", "Callum", "River", "Liam", "Charlotte",
+    "Alice", "Matilda", "Will", "Jessica", "Eric", "Chris", "Brian", "Daniel", "Lily", "Bill",
+]  # fmt: skip
+Resolution = Literal["480p", "720p"]
+Acceleration = Literal["none", "regular", "high"]
+
+Prompt = Annotated[
+    str, Field(min_length=1, max_length=limits.PROMPT_MAX_CHARS, description="The text prompt to guide generation.")
+]
+SpeechText = Annotated[
+    str, Field(min_length=1, max_length=limits.SPEECH_TEXT_MAX_CHARS, description="The words to speak.")
+]
+
+
+def _metadata_fits(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > limits.METADATA_MAX_BYTES:
+        raise ValueError(f"is {size} bytes as JSON; at most {limits.METADATA_MAX_BYTES} bytes are kept")
+    return value
+
+
+Metadata = Annotated[
+    dict[str, JsonValue],
+    AfterValidator(_metadata_fits),
+    Field(description=f"Your own data, returned with the job and its events (at most {limits.METADATA_MAX_BYTES} "
+          "bytes as compact JSON)."),
+]  # fmt: skip
+
+
+class _JobRequestBase(BaseModel):
+    """Fields every job request has besides the model's own input."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    metadata: Metadata | None = None
+    deadline_seconds: int | None = Field(
+        default=None,
+        ge=limits.DEADLINE_SECONDS_MIN,
+        le=limits.DEADLINE_SECONDS_MAX,
+        description=f"Give up (TIMED_OUT) when the job has not finished this many seconds after it was accepted. "
+        f"Default {limits.DEADLINE_SECONDS_DEFAULT}.",
+    )
+
+    def provider_input(self) -> dict[str, Any]:
+        """The model's own input fields, as the provider adapter receives them (unset options left out)."""
+        return self.model_dump(mode="json", exclude_none=True, exclude={"provider", "model", "metadata",
+                                                                         "deadline_seconds"})  # fmt: skip
+
+
+class _FalRequestBase(_JobRequestBase):
+    provider: Literal["fal"]
+    num_frames: int | None = Field(
+        default=None,
+        ge=limits.NUM_FRAMES_MIN,
+        le=limits.NUM_FRAMES_MAX,
+        description="Frames to generate. Left out, fal applies its default. Over 81 costs 1.25x.",
+    )
+    resolution: Resolution | None = None
+    seed: int | None = Field(default=None, ge=limits.SEED_MIN, le=limits.SEED_MAX)
+    acceleration: Acceleration | None = None
+
+
+class FalSingleAudioRequest(_FalRequestBase):
+    """fal-ai/ai-avatar: one face speaking the given audio."""
+
+    model: Literal["fal-ai/ai-avatar"]
+    image_url: ImageInput
+    audio_url: AudioInput
+    prompt: Prompt
+
+
+class FalSingleTextRequest(_FalRequestBase):
+    """fal-ai/ai-avatar/single-text: one face speaking the given text in one of fal's voices."""
+
+    model: Literal["fal-ai/ai-avatar/single-text"]
+    image_url: ImageInput
+    text_input: SpeechText
+    voice: Voice
+    prompt: Prompt
+
+
+class FalMultiAudioRequest(_FalRequestBase):
+    """fal-ai/ai-avatar/multi: two people in one image, each speaking their audio."""
+
+    model: Literal["fal-ai/ai-avatar/multi"]
+    image_url: ImageInput
+    first_audio_url: AudioInput
+    second_audio_url: AudioInput | None = None
+    use_only_first_audio: bool | None = None
+    prompt: Prompt
+
+
+class FalMultiTextRequest(_FalRequestBase):
+    """fal-ai/ai-avatar/multi-text: a two-person conversation from two texts."""
+
+    model: Literal["fal-ai/ai-avatar/multi-text"]
+    image_url: ImageInput
+    first_text_input: SpeechText
+    second_text_input: SpeechText
+    prompt: Prompt
+    voice1: Voice = "Sarah"
+    voice2: Voice = "Roger"
+
+
+class MirakoTalkingAvatarRequest(_JobRequestBase):
+    """Mirako talking-avatar: a face speaking either the given audio, or text spoken by a Mirako voice profile."""
+
+    provider: Literal["mirako"]
+    model: Literal["talking-avatar"]
+    image_url: ImageInput
+    audio_url: AudioInput | None = None
+    text: SpeechText | None = Field(default=None, validate_default=True)
+    voice_profile_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=limits.VOICE_PROFILE_ID_MAX_CHARS,
+        validate_default=True,
+        description="Mirako voice profile that speaks `text` (required with `text`).",
+    )
+
+    # Field validators (not a model validator) so that an error names the field it is about.
+    @field_validator("text")
+    @classmethod
+    def _exactly_one_speech_source(cls, text: str | None, info: ValidationInfo) -> str | None:
+        has_audio = info.data.get("audio_url") is not None
+        if text is None and not has_audio:
+            raise ValueError("either text or audio_url is required")
+        if text is not None and has_audio:
+            raise ValueError("give either text or audio_url, not both")
+        return text
+
+    @field_validator("voice_profile_id")
+    @classmethod
+    def _voice_needed_for_text(cls, voice_profile_id: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("text") is not None and voice_profile_id is None:
+            raise ValueError("is required when text is given")
+        return voice_profile_id
+
+
+JobRequestModel = (
+    FalSingleAudioRequest | FalSingleTextRequest | FalMultiAudioRequest | FalMultiTextRequest
+    | MirakoTalkingAvatarRequest
+)  # fmt: skip
+JobRequest = Annotated[JobRequestModel, Field(discriminator="model")]
+
+MODEL_NAMES: frozenset[str] = frozenset(
+    model.model_fields["model"].annotation.__args__[0] for model in JobRequestModel.__args__
+)

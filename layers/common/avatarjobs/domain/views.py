@@ -1,0 +1,107 @@
+"""What callers see: the JSON shapes of the jobs API, independent of how they are transported."""
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator
+
+from avatarjobs.domain import limits
+from avatarjobs.domain.job import Job, JobError, JobOutput, JobStatus
+
+
+class JobView(BaseModel):
+    job_id: str
+    status: JobStatus
+    provider: str
+    model: str
+    created_at: str
+    updated_at: str
+    deadline_at: str
+    timeline: dict[str, str] = Field(description="When the job entered each status it has been in.")
+    metadata: dict[str, Any] | None = None
+    error: JobError | None = None
+    output: JobOutput | None = None
+    video_url: str | None = Field(
+        default=None, description="A presigned download URL of the video, when the job SUCCEEDED (GET /jobs/{id})."
+    )
+
+    @classmethod
+    def of(cls, job: Job, *, video_url: str | None = None) -> "JobView":
+        return cls(
+            job_id=job.job_id,
+            status=job.status,
+            provider=job.provider,
+            model=job.model,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            deadline_at=job.deadline_at,
+            timeline=job.timeline,
+            metadata=job.metadata,
+            error=job.error,
+            output=job.output,
+            video_url=video_url,
+        )
+
+
+class JobPage(BaseModel):
+    items: list[JobView]
+    next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page.")
+
+
+_SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_UPLOAD_CONTENT_TYPES = sorted(limits.IMAGE_CONTENT_TYPES | limits.AUDIO_CONTENT_TYPES)
+
+
+class UploadFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=limits.UPLOAD_FILENAME_MAX_CHARS)]
+    content_type: str = Field(json_schema_extra={"enum": list[JsonValue](_UPLOAD_CONTENT_TYPES)})
+    size: int = Field(gt=0, description="Exact size in bytes; the upload must send this Content-Length.")
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        if not _SAFE_FILENAME.match(name):
+            raise ValueError("may hold only letters, digits, '.', '_' and '-', and must start with a letter or digit")
+        return name
+
+    @field_validator("content_type")
+    @classmethod
+    def _accepted_type(cls, content_type: str) -> str:
+        if content_type not in _UPLOAD_CONTENT_TYPES:
+            raise ValueError(f"must be one of: {', '.join(_UPLOAD_CONTENT_TYPES)}")
+        return content_type
+
+    @field_validator("size")
+    @classmethod
+    def _within_kind_limit(cls, size: int, info: ValidationInfo) -> int:
+        content_type = info.data.get("content_type")
+        if content_type is not None:
+            limit = limits.UPLOAD_MAX_BYTES[upload_kind(content_type)]
+            if size > limit:
+                raise ValueError(f"is over the {limit}-byte limit for {content_type}")
+        return size
+
+
+def upload_kind(content_type: str) -> Literal["image", "audio"]:
+    return "image" if content_type in limits.IMAGE_CONTENT_TYPES else "audio"
+
+
+class CreateUploadsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    files: list[UploadFile] = Field(min_length=1, max_length=limits.UPLOAD_MAX_FILES)
+
+
+class UploadTarget(BaseModel):
+    name: str
+    s3_uri: str = Field(description="Use this as the media field's value in POST /jobs once uploaded.")
+    method: Literal["PUT"] = "PUT"
+    url: str
+    headers: dict[str, str] = Field(description="Headers the PUT must send exactly as given.")
+    expires_at: str
+
+
+class UploadsView(BaseModel):
+    uploads: list[UploadTarget]

@@ -1,0 +1,1 @@
+"""The HTTP side shared by the API and webhook functions: problem details, caller identity, OpenAPI."""

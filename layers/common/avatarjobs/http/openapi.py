@@ -1,0 +1,19 @@
+"""The OpenAPI document of the jobs API, rendered from the resolver (docs/openapi.json is this, checked by a test)."""
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server
+
+API_VERSION = "1.0.0"
+
+
+def render(app: APIGatewayRestResolver) -> str:
+    return app.get_openapi_json_schema(
+        title="avatarjobs",
+        version=API_VERSION,
+        summary="Talking-avatar videos from a face image and text or speech",
+        description="Order a video (POST /jobs), follow it (GET /jobs/{job_id}), download it when it SUCCEEDED. "
+        "Errors are application/problem+json (RFC 9457) and name the offending field.",
+        servers=[Server(url="https://{api_id}.execute-api.{region}.amazonaws.com/v1")],
+        security_schemes={"apiKey": APIKey(name="x-api-key", in_=APIKeyIn.header)},
+        security=[{"apiKey": []}],
+    )

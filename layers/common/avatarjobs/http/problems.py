@@ -1,0 +1,179 @@
+"""RFC 9457 problem details for every error the HTTP API returns: the field's path, never a stack trace."""
+
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from aws_lambda_powertools.middleware_factory import lambda_handler_decorator
+from pydantic import BaseModel, Field
+
+from avatarjobs.domain import limits
+from avatarjobs.domain.errors import (
+    IdempotencyConflict,
+    InvalidCursor,
+    InvalidInput,
+    JobNotCancelable,
+    JobNotFound,
+    ServiceUnavailable,
+    TransitionConflict,
+)
+from avatarjobs.domain.requests import MODEL_NAMES
+from avatarjobs.observability import logger
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class FieldProblem(BaseModel):
+    location: str = Field(description="body, query, path or header")
+    pointer: str | None = Field(default=None, description="JSON Pointer into the body (location body)")
+    name: str | None = Field(default=None, description="The parameter's name (location query, path or header)")
+    detail: str
+
+
+class Problem(BaseModel):
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    code: str = Field(description="A stable, machine-readable name of the problem")
+    errors: list[FieldProblem] | None = None
+
+
+class MissingCaller(Exception):
+    """The request carries no API key identity (API Gateway was configured without the key requirement)."""
+
+
+def problem_body(status: HTTPStatus, code: str, detail: str, errors: list[FieldProblem] | None = None) -> str:
+    problem = Problem(title=status.phrase, status=status, detail=detail, code=code, errors=errors)
+    return problem.model_dump_json(exclude_none=True)
+
+
+def problem(
+    status: HTTPStatus,
+    code: str,
+    detail: str,
+    errors: list[FieldProblem] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[Any]:
+    return Response(
+        status_code=status,
+        content_type=PROBLEM_JSON,
+        body=problem_body(status, code, detail, errors),
+        headers=headers,
+    )
+
+
+def _field_problem(error: Any) -> FieldProblem:
+    location, *path = [str(part) for part in error["loc"]] or ["body"]
+    message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        path, message = ["model"], f"must be one of: {', '.join(sorted(MODEL_NAMES))}"
+    if location == "body":
+        # A discriminated union puts the model's name into the path; the caller's JSON has no such level.
+        path = [part for part in path if part not in MODEL_NAMES]
+        return FieldProblem(location="body", pointer="#/" + "/".join(path) if path else "#", detail=message)
+    return FieldProblem(location=location, name=path[0] if path else None, detail=message)
+
+
+def _validation_problem(error: RequestValidationError) -> Response[Any]:
+    errors = error.errors()
+    if any(item["type"] == "json_invalid" for item in errors):
+        return problem(HTTPStatus.BAD_REQUEST, "malformed_json", "the request body is not valid JSON")
+    fields = [_field_problem(item) for item in errors]
+    noun = "field is" if len(fields) == 1 else "fields are"
+    return problem(HTTPStatus.UNPROCESSABLE_ENTITY, "validation_failed", f"{len(fields)} {noun} invalid", errors=fields)
+
+
+def _invalid_input(error: InvalidInput) -> Response[Any]:
+    field = FieldProblem(location="body", pointer="#" + error.pointer, detail=error.message)
+    return problem(HTTPStatus.UNPROCESSABLE_ENTITY, "validation_failed", "1 field is invalid", errors=[field])
+
+
+def _invalid_cursor(error: InvalidCursor) -> Response[Any]:
+    field = FieldProblem(location="query", name="cursor", detail=str(error))
+    return problem(HTTPStatus.BAD_REQUEST, "invalid_cursor", str(error), errors=[field])
+
+
+def _unavailable(error: ServiceUnavailable) -> Response[Any]:
+    return problem(HTTPStatus.SERVICE_UNAVAILABLE, "service_unavailable", str(error), headers={"Retry-After": "2"})
+
+
+def _unexpected(_: Exception) -> Response[Any]:
+    logger.exception("unhandled error")
+    return problem(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "an internal error occurred")
+
+
+# Errors whose problem is their status, a code and their own message.
+_SIMPLE_PROBLEMS: dict[type[Exception], tuple[HTTPStatus, str, str | None]] = {
+    JobNotFound: (HTTPStatus.NOT_FOUND, "job_not_found", None),
+    NotFoundError: (HTTPStatus.NOT_FOUND, "not_found", "no such resource"),
+    IdempotencyConflict: (HTTPStatus.CONFLICT, "idempotency_conflict", None),
+    JobNotCancelable: (HTTPStatus.CONFLICT, "job_not_cancelable", None),
+    TransitionConflict: (HTTPStatus.CONFLICT, "concurrent_update", None),
+    RequestUnsupportedContentType: (
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "send application/json",
+    ),
+    MissingCaller: (HTTPStatus.FORBIDDEN, "api_key_required", "this API needs an API key (x-api-key)"),
+}
+
+
+def _simple_problem(error: Exception) -> Response[Any]:
+    status, code, detail = next(
+        entry for error_type, entry in _SIMPLE_PROBLEMS.items() if isinstance(error, error_type)
+    )
+    return problem(status, code, detail or str(error))
+
+
+def register_problem_handlers(app: APIGatewayRestResolver) -> None:
+    """Turn every exception a route may raise into a problem response."""
+    handlers: dict[type[Exception], Callable[[Any], Response[Any]]] = {
+        RequestValidationError: _validation_problem,
+        InvalidInput: _invalid_input,
+        InvalidCursor: _invalid_cursor,
+        ServiceUnavailable: _unavailable,
+        **dict.fromkeys(_SIMPLE_PROBLEMS, _simple_problem),
+        Exception: _unexpected,
+    }
+    for error_type, handler in handlers.items():
+        app.exception_handler(error_type)(handler)
+
+
+def _body_size(event: dict[str, Any]) -> int:
+    body = event.get("body") or ""
+    return len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
+
+
+@lambda_handler_decorator
+def refuse_oversized_body(handler: Any, event: dict[str, Any], context: Any) -> Any:
+    """413 before anything parses a body that is over the limit."""
+    if _body_size(event) > limits.REQUEST_BODY_MAX_BYTES:
+        detail = f"the request body is over {limits.REQUEST_BODY_MAX_BYTES} bytes; upload media with POST /uploads"
+        return {
+            "statusCode": HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            "headers": {"Content-Type": PROBLEM_JSON},
+            "body": problem_body(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "payload_too_large", detail),
+            "isBase64Encoded": False,
+        }
+    return handler(event, context)
+
+
+PROBLEM_RESPONSES: dict[int, OpenAPIResponse] = {
+    status: {"description": description, "content": {PROBLEM_JSON: {"model": Problem}}}
+    for status, description in [
+        (400, "Malformed request"),
+        (404, "No such job"),
+        (409, "Conflict"),
+        (413, "Body too large"),
+        (422, "Invalid field"),
+        (503, "Try again"),
+    ]
+}
