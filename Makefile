@@ -54,7 +54,7 @@ unit: $(VENV)/.installed ## pytest
 	$(PY) -m pytest
 
 openapi: $(VENV)/.installed ## regenerate docs/openapi.json from the API resolver
-	$(PY) -m tests.openapi_document > docs/openapi.json
+	PYTHONPATH=layers/common:. $(PY) -m tests.openapi_document > docs/openapi.json
 
 clean: ## remove the virtual environments and build output
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache

@@ -15,7 +15,7 @@ from avatarjobs.domain.job import JobStatus
 from avatarjobs.domain.requests import JobRequest
 from avatarjobs.domain.views import CreateUploadsRequest, JobPage, JobView, UploadsView
 from avatarjobs.http.identity import caller
-from avatarjobs.http.problems import PROBLEM_RESPONSES, refuse_oversized_body, register_problem_handlers
+from avatarjobs.http.problems import problem_responses, refuse_oversized_body, register_problem_handlers
 from avatarjobs.observability import logger, metrics, tracer
 
 app = APIGatewayRestResolver(enable_validation=True)
@@ -26,7 +26,11 @@ def _json(status: HTTPStatus, body: Any, headers: dict[str, str] | None = None) 
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers)
 
 
-@app.post("/jobs", summary="Order a video", responses={202: {"description": "Accepted"}, **PROBLEM_RESPONSES})
+@app.post(
+    "/jobs",
+    summary="Order a video",
+    responses={202: {"description": "Accepted: follow Location"}, **problem_responses(400, 409, 413, 422, 503)},
+)
 def create_job(
     request: Annotated[JobRequest, Body()],
     idempotency_key: Annotated[
@@ -43,12 +47,20 @@ def create_job(
     return _json(HTTPStatus.ACCEPTED, JobView.of(created.job), headers)
 
 
-@app.get("/jobs/<job_id>", summary="A job's status, timeline and video URL", responses=PROBLEM_RESPONSES)
+@app.get(
+    "/jobs/<job_id>",
+    summary="A job's status, timeline and video URL",
+    responses={200: {"description": "The job"}, **problem_responses(404, 422)},
+)
 def get_job(job_id: str) -> JobView:
     return jobs_service().describe_job(caller(app), job_id)
 
 
-@app.get("/jobs", summary="Your jobs, newest first", responses=PROBLEM_RESPONSES)
+@app.get(
+    "/jobs",
+    summary="Your jobs, newest first",
+    responses={200: {"description": "A page of jobs"}, **problem_responses(400, 422)},
+)
 def list_jobs(
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
     limit: Annotated[int, Query(ge=1, le=limits.LIST_LIMIT_MAX)] = limits.LIST_LIMIT_DEFAULT,
@@ -57,14 +69,26 @@ def list_jobs(
     return jobs_service().list_jobs(caller(app), status=status, limit=limit, cursor=cursor)
 
 
-@app.post("/jobs/<job_id>/cancel", summary="Cancel a job", responses=PROBLEM_RESPONSES)
+@app.post(
+    "/jobs/<job_id>/cancel",
+    summary="Cancel a job",
+    responses={
+        200: {"description": "Canceled"},
+        202: {"description": "Cancellation requested from the provider"},
+        **problem_responses(404, 409, 422),
+    },
+)
 def cancel_job(job_id: str) -> Response[JobView]:
     job = jobs_service().cancel_job(caller(app), job_id)
     pending = job.status == JobStatus.CANCEL_REQUESTED  # the provider still has to confirm
     return _json(HTTPStatus.ACCEPTED if pending else HTTPStatus.OK, JobView.of(job))
 
 
-@app.post("/uploads", summary="Presigned PUT URLs for your media", responses=PROBLEM_RESPONSES)
+@app.post(
+    "/uploads",
+    summary="Presigned PUT URLs for your media",
+    responses={201: {"description": "Upload URLs"}, **problem_responses(400, 413, 422)},
+)
 def create_uploads(request: Annotated[CreateUploadsRequest, Body()]) -> Response[UploadsView]:
     return _json(HTTPStatus.CREATED, jobs_service().create_uploads(caller(app), request))
 

@@ -51,17 +51,19 @@ def parse_data_uri(value: str) -> DataUri:
     match = _DATA_URI.match(value)
     if match is None:
         raise ValueError("is not a base64 data URI (expected data:<type>;base64,<data>)")
-    # The decoded size bound is checked on the encoded length first, so a huge value is refused
-    # without decoding it.
+    too_large = f"data URI is larger than {limits.DATA_URI_MAX_BYTES} bytes; upload it with POST /uploads"
     encoded = match["data"]
-    if len(encoded) > (limits.DATA_URI_MAX_BYTES * 4) // 3 + 4:
-        raise ValueError(f"data URI is larger than {limits.DATA_URI_MAX_BYTES} bytes; upload it with POST /uploads")
+    # The encoded length bounds the decoded size, so a huge value is refused before it is decoded.
+    if len(encoded) > 4 * -(-limits.DATA_URI_MAX_BYTES // 3):
+        raise ValueError(too_large)
     try:
         data = base64.b64decode(encoded, validate=True)
     except binascii.Error:
         raise ValueError("data URI is not valid base64") from None
     if not data:
         raise ValueError("data URI is empty")
+    if len(data) > limits.DATA_URI_MAX_BYTES:
+        raise ValueError(too_large)
     return DataUri(content_type=match["mime"].lower(), data=data)
 
 

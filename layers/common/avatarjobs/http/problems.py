@@ -166,14 +166,19 @@ def refuse_oversized_body(handler: Any, event: dict[str, Any], context: Any) -> 
     return handler(event, context)
 
 
-PROBLEM_RESPONSES: dict[int, OpenAPIResponse] = {
-    status: {"description": description, "content": {PROBLEM_JSON: {"model": Problem}}}
-    for status, description in [
-        (400, "Malformed request"),
-        (404, "No such job"),
-        (409, "Conflict"),
-        (413, "Body too large"),
-        (422, "Invalid field"),
-        (503, "Try again"),
-    ]
+_PROBLEM_DESCRIPTIONS = {
+    400: "Malformed request",
+    404: "No such job (or not yours)",
+    409: "Conflict with the job's state or an earlier request",
+    413: "Body too large",
+    422: "A field is invalid: `errors` names it",
+    503: "A dependency failed: retry (with the same Idempotency-Key)",
 }
+
+
+def problem_responses(*statuses: int) -> dict[int, OpenAPIResponse]:
+    """OpenAPI entries for the problems a route can answer."""
+    return {
+        status: {"description": _PROBLEM_DESCRIPTIONS[status], "content": {PROBLEM_JSON: {"model": Problem}}}
+        for status in statuses
+    }

@@ -1,0 +1,37 @@
+"""Shared fixtures: a mocked AWS account with the resources of template.yaml, and API Gateway events."""
+
+import os
+
+# Before anything imports Powertools or boto3: both read these when their objects are made.
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_SESSION_TOKEN="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    POWERTOOLS_TRACE_DISABLED="1",
+    POWERTOOLS_METRICS_NAMESPACE="AvatarJobsTests",
+)
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from avatarjobs import composition
+from devstack.cloudformation import REGION, Stack, provision
+from devstack.moto_atomicity import make_dynamodb_writes_atomic
+
+make_dynamodb_writes_atomic()
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """A fresh mocked account holding template.yaml's tables, queues and buckets, and the API's environment."""
+    with mock_aws():
+        created = provision(boto3.Session(region_name=REGION))
+        for name, value in created.function_environment("ApiFunction").items():
+            monkeypatch.setenv(name, value)
+        composition.reset()
+        yield created
+        composition.reset()

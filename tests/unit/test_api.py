@@ -1,0 +1,511 @@
+"""The jobs API: the real handler under moto, on the resources of template.yaml, with API Gateway events."""
+
+import base64
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import pytest
+
+from avatarjobs import composition
+from avatarjobs.domain import limits
+from avatarjobs.domain.job import JobOutput, JobStatus
+from devstack.cloudformation import REGION, Stack
+from functions.api.app import lambda_handler
+from tests.api_events import OWNER, api_event, load_event
+
+FACE = "https://example.com/face.png"
+SPEECH = "https://example.com/speech.wav"
+PNG_DATA_URI = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"0" * 64).decode()
+
+VALID_REQUESTS: dict[str, dict[str, Any]] = {
+    "fal-ai/ai-avatar": {"provider": "fal", "image_url": FACE, "audio_url": SPEECH, "prompt": "A person talking."},
+    "fal-ai/ai-avatar/single-text": {
+        "provider": "fal",
+        "image_url": FACE,
+        "text_input": "Hello there.",
+        "voice": "Aria",
+        "prompt": "A person talking.",
+    },
+    "fal-ai/ai-avatar/multi": {
+        "provider": "fal",
+        "image_url": FACE,
+        "first_audio_url": SPEECH,
+        "second_audio_url": SPEECH,
+        "prompt": "Two people talking.",
+    },
+    "fal-ai/ai-avatar/multi-text": {
+        "provider": "fal",
+        "image_url": FACE,
+        "first_text_input": "Hi.",
+        "second_text_input": "Hello!",
+        "prompt": "Two people talking.",
+    },
+    "talking-avatar": {"provider": "mirako", "image_url": FACE, "audio_url": SPEECH},
+}
+
+
+def job_body(model: str = "fal-ai/ai-avatar/multi-text", **fields: Any) -> dict[str, Any]:
+    body = {"model": model, **VALID_REQUESTS[model], **fields}
+    return {name: value for name, value in body.items() if value is not None}
+
+
+class LambdaContext:
+    function_name = "ApiFunction"
+    memory_limit_in_mb = 512
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:ApiFunction"
+    aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e812345678"
+
+
+Call = Callable[..., tuple[int, dict[str, str], Any]]
+
+
+@pytest.fixture
+def call(stack: Stack) -> Call:
+    def invoke(method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, str], Any]:
+        event = kwargs.pop("event", None) or api_event(method, path, **kwargs)
+        response = lambda_handler(event, LambdaContext())
+        headers = {name: values[-1] for name, values in response.get("multiValueHeaders", {}).items()}
+        headers.update(response.get("headers") or {})
+        body = response["body"]
+        return response["statusCode"], headers, json.loads(body) if body else None
+
+    return invoke
+
+
+def dispatch_messages(stack: Stack) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs", region_name=REGION)
+    messages: list[dict[str, Any]] = []
+    while True:
+        batch = sqs.receive_message(QueueUrl=stack.refs["DispatchQueue"], MaxNumberOfMessages=10).get("Messages", [])
+        if not batch:
+            return messages
+        messages.extend(json.loads(message["Body"]) for message in batch)
+
+
+def assert_problem(status: int, headers: dict[str, str], body: Any, expected_status: int) -> dict[str, Any]:
+    assert status == expected_status, body
+    assert headers["Content-Type"] == "application/problem+json"
+    assert body["status"] == expected_status
+    assert body["title"]
+    assert body["detail"]
+    assert body["code"]
+    assert "Traceback" not in json.dumps(body)
+    problem: dict[str, Any] = body
+    return problem
+
+
+def pointers(problem: dict[str, Any]) -> list[str]:
+    return [error.get("pointer") or error.get("name") for error in problem["errors"]]
+
+
+# -- POST /jobs ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", sorted(VALID_REQUESTS))
+def test_each_model_is_accepted_and_queued_once(call: Call, stack: Stack, model: str) -> None:
+    status, headers, body = call("POST", "/jobs", body=job_body(model, metadata={"order": "42"}))
+    assert status == 202, body
+    assert body["status"] == "ACCEPTED"
+    assert body["model"] == model
+    assert body["provider"] == VALID_REQUESTS[model]["provider"]
+    assert body["metadata"] == {"order": "42"}
+    assert headers["Location"] == f"/v1/jobs/{body['job_id']}"
+    assert dispatch_messages(stack) == [{"job_id": body["job_id"]}]
+
+
+def test_the_stored_request_is_the_models_input_with_defaults_and_without_unset_options(call: Call) -> None:
+    status, _, body = call("POST", "/jobs", body=job_body("fal-ai/ai-avatar/multi-text", num_frames=81))
+    assert status == 202
+    job = composition.jobs_service().get_job(OWNER, body["job_id"])
+    assert job.request == {
+        "image_url": FACE,
+        "first_text_input": "Hi.",
+        "second_text_input": "Hello!",
+        "prompt": "Two people talking.",
+        "voice1": "Sarah",
+        "voice2": "Roger",
+        "num_frames": 81,
+    }
+    assert job.owner == OWNER
+
+
+def test_a_data_uri_input_is_moved_to_the_inputs_bucket(call: Call, stack: Stack) -> None:
+    status, _, body = call("POST", "/jobs", body=job_body("talking-avatar", image_url=PNG_DATA_URI))
+    assert status == 202, body
+    job = composition.jobs_service().get_job(OWNER, body["job_id"])
+    key = f"inline/{OWNER}/{body['job_id']}/image_url"
+    assert job.request["image_url"] == f"s3://{stack.refs['InputsBucket']}/{key}"
+    stored = boto3.client("s3", region_name=REGION).get_object(Bucket=stack.refs["InputsBucket"], Key=key)
+    assert stored["ContentType"] == "image/png"
+    assert stored["Body"].read() == base64.b64decode(PNG_DATA_URI.split(",", 1)[1])
+
+
+def test_an_upload_of_the_caller_is_accepted_as_input(call: Call, stack: Stack) -> None:
+    uri = f"s3://{stack.refs['InputsBucket']}/uploads/{OWNER}/01JD00000000000000000000AA/face.png"
+    status, _, body = call("POST", "/jobs", body=job_body("fal-ai/ai-avatar", image_url=uri))
+    assert status == 202, body
+
+
+def test_a_mirako_text_job_needs_a_voice_profile(call: Call) -> None:
+    body = job_body("talking-avatar", audio_url=None, text="Hello", voice_profile_id="voice-1")
+    assert call("POST", "/jobs", body=body)[0] == 202
+
+
+@pytest.mark.parametrize(
+    ("sample", "expected_status"),
+    [
+        ("api_create_job.json", 202),
+        ("api_create_job_mirako.json", 202),
+        ("api_get_job.json", 404),  # its job id names no job in a fresh table
+        ("api_list_jobs.json", 200),
+        ("api_cancel_job.json", 404),
+        ("api_create_uploads.json", 201),
+    ],
+)
+def test_the_handler_answers_every_sample_event(call: Call, stack: Stack, sample: str, expected_status: int) -> None:
+    status, _, body = call("", "", event=load_event(sample))
+    assert status == expected_status, body
+    if sample.startswith("api_create_job"):
+        assert dispatch_messages(stack) == [{"job_id": body["job_id"]}]
+    if sample == "api_list_jobs.json":
+        assert body == {"items": [], "next_cursor": None}
+
+
+# -- Idempotency-Key ----------------------------------------------------------------------------------------
+
+
+def test_the_same_key_and_body_replay_the_same_job_and_queue_nothing_more(call: Call, stack: Stack) -> None:
+    headers = {"Idempotency-Key": "order-1"}
+    first = call("POST", "/jobs", body=job_body(metadata={"a": 1, "b": 2}), headers=headers)
+    # The same body with other key order and spacing is the same request.
+    raw = json.dumps(job_body(metadata={"b": 2, "a": 1}), indent=2, sort_keys=True)
+    second = call("POST", "/jobs", raw_body=raw, headers=headers)
+    assert first[0] == second[0] == 202
+    assert first[2]["job_id"] == second[2]["job_id"]
+    assert first[1]["Idempotent-Replayed"] == "false"
+    assert second[1]["Idempotent-Replayed"] == "true"
+    assert dispatch_messages(stack) == [{"job_id": first[2]["job_id"]}]
+
+
+def test_the_same_key_with_another_body_is_a_conflict(call: Call, stack: Stack) -> None:
+    headers = {"Idempotency-Key": "order-1"}
+    assert call("POST", "/jobs", body=job_body(), headers=headers)[0] == 202
+    problem = assert_problem(*call("POST", "/jobs", body=job_body(prompt="Something else."), headers=headers), 409)
+    assert problem["code"] == "idempotency_conflict"
+    assert len(dispatch_messages(stack)) == 1
+
+
+def test_keys_are_per_caller(call: Call, stack: Stack) -> None:
+    headers = {"Idempotency-Key": "order-1"}
+    mine = call("POST", "/jobs", body=job_body(), headers=headers)
+    theirs = call("POST", "/jobs", body=job_body(), headers=headers, owner="other-key-id")
+    assert mine[2]["job_id"] != theirs[2]["job_id"]
+    assert len(dispatch_messages(stack)) == 2
+
+
+def test_without_a_key_every_request_is_a_new_job(call: Call, stack: Stack) -> None:
+    first, second = (call("POST", "/jobs", body=job_body())[2]["job_id"] for _ in range(2))
+    assert first != second
+    assert len(dispatch_messages(stack)) == 2
+
+
+class BrokenQueue:
+    def send(self, job_id: str) -> None:
+        raise ConnectionError("SQS is unreachable")
+
+
+def test_a_queue_outage_is_a_503_and_a_retry_with_the_key_queues_the_same_job(call: Call, stack: Stack) -> None:
+    service = composition.jobs_service()
+    working_queue = service._queue
+    service._queue = BrokenQueue()
+    headers = {"Idempotency-Key": "order-7"}
+    problem = assert_problem(*call("POST", "/jobs", body=job_body(), headers=headers), 503)
+    assert problem["code"] == "service_unavailable"
+    assert dispatch_messages(stack) == []
+
+    service._queue = working_queue
+    status, _, body = call("POST", "/jobs", body=job_body(), headers=headers)
+    assert status == 202
+    assert dispatch_messages(stack) == [{"job_id": body["job_id"]}]
+    assert call("POST", "/jobs", body=job_body(), headers=headers)[2]["job_id"] == body["job_id"]
+    assert dispatch_messages(stack) == []  # queued once, not again on a later replay
+
+
+def test_a_queue_outage_without_a_key_fails_the_job_rather_than_forgetting_it(call: Call, stack: Stack) -> None:
+    composition.jobs_service()._queue = BrokenQueue()
+    assert_problem(*call("POST", "/jobs", body=job_body()), 503)
+    status, _, page = call("GET", "/jobs")
+    assert status == 200
+    [job] = page["items"]
+    assert job["status"] == "FAILED"
+    assert job["error"] == {"code": "ENQUEUE_FAILED", "message": "the job could not be queued", "retryable": True}
+
+
+# -- bad input ----------------------------------------------------------------------------------------------
+
+BAD_BODIES: list[tuple[str, dict[str, Any], list[str]]] = [
+    ("missing field", job_body(prompt=None), ["#/prompt"]),
+    ("missing model", {"provider": "fal", "image_url": FACE}, ["#/model"]),
+    ("unknown model", job_body(model="fal-ai/ai-avatar") | {"model": "fal-ai/other"}, ["#/model"]),
+    ("provider does not match the model", job_body(provider="mirako"), ["#/provider"]),
+    ("bad enum", job_body(voice1="Bob", resolution="4k"), ["#/voice1", "#/resolution"]),
+    ("num_frames under 81", job_body(num_frames=80), ["#/num_frames"]),
+    ("num_frames over 129", job_body(num_frames=130), ["#/num_frames"]),
+    ("num_frames not a number", job_body(num_frames="many"), ["#/num_frames"]),
+    ("http URL", job_body(image_url="http://example.com/face.png"), ["#/image_url"]),
+    ("malformed URL", job_body(image_url="https://"), ["#/image_url"]),
+    ("URL with a bad port", job_body(image_url="https://example.com:99999/a.png"), ["#/image_url"]),
+    ("not a URL", job_body(image_url="face.png"), ["#/image_url"]),
+    ("bad base64 in a data URI", job_body(image_url="data:image/png;base64,@@@"), ["#/image_url"]),
+    ("data URI that is not base64", job_body(image_url="data:image/png,rawbytes"), ["#/image_url"]),
+    ("audio data URI for an image", job_body(image_url="data:audio/wav;base64,AAAA"), ["#/image_url"]),
+    ("malformed s3 URI", job_body(image_url="s3://bucket-only"), ["#/image_url"]),
+    ("metadata over 2 KB", job_body(metadata={"note": "x" * limits.METADATA_MAX_BYTES}), ["#/metadata"]),
+    ("metadata not an object", job_body(metadata=["a"]), ["#/metadata"]),
+    ("unknown field", job_body(colour="blue"), ["#/colour"]),
+    ("deadline too short", job_body(deadline_seconds=1), ["#/deadline_seconds"]),
+    ("empty text", job_body(first_text_input=""), ["#/first_text_input"]),
+    ("mirako without speech", job_body("talking-avatar", audio_url=None), ["#/text"]),
+    ("mirako with both", job_body("talking-avatar", text="Hi", voice_profile_id="v"), ["#/text"]),
+    ("mirako text without voice", job_body("talking-avatar", audio_url=None, text="Hi"), ["#/voice_profile_id"]),
+]
+
+
+@pytest.mark.parametrize(("body", "expected"), [case[1:] for case in BAD_BODIES], ids=[c[0] for c in BAD_BODIES])
+def test_bad_input_is_a_422_naming_each_field(
+    call: Call, stack: Stack, body: dict[str, Any], expected: list[str]
+) -> None:
+    problem = assert_problem(*call("POST", "/jobs", body=body), 422)
+    assert problem["code"] == "validation_failed"
+    assert sorted(pointers(problem)) == sorted(expected)
+    assert all(error["location"] == "body" for error in problem["errors"])
+    assert dispatch_messages(stack) == []
+
+
+def test_someone_elses_upload_is_refused(call: Call, stack: Stack) -> None:
+    for uri in (
+        f"s3://{stack.refs['InputsBucket']}/uploads/other-owner/01JD00000000000000000000AA/face.png",
+        f"s3://{stack.refs['InputsBucket']}/inline/{OWNER}/x/image_url",
+        f"s3://{stack.refs['OutputsBucket']}/uploads/{OWNER}/face.png",
+    ):
+        problem = assert_problem(*call("POST", "/jobs", body=job_body(image_url=uri)), 422)
+        assert pointers(problem) == ["#/image_url"]
+
+
+def test_invalid_json_is_a_400(call: Call) -> None:
+    problem = assert_problem(*call("POST", "/jobs", raw_body='{"provider": "fal",'), 400)
+    assert problem["code"] == "malformed_json"
+
+
+def test_an_oversized_body_is_a_413(call: Call, stack: Stack) -> None:
+    big = "data:image/png;base64," + "A" * (limits.REQUEST_BODY_MAX_BYTES + 10)
+    problem = assert_problem(*call("POST", "/jobs", body=job_body(image_url=big)), 413)
+    assert problem["code"] == "payload_too_large"
+    assert dispatch_messages(stack) == []
+
+
+@pytest.mark.parametrize("size", [limits.DATA_URI_MAX_BYTES + 1, limits.DATA_URI_MAX_BYTES + 4])
+def test_a_data_uri_over_its_limit_is_a_422(call: Call, size: int) -> None:
+    data = base64.b64encode(b"0" * size).decode()
+    problem = assert_problem(*call("POST", "/jobs", body=job_body(image_url=f"data:image/png;base64,{data}")), 422)
+    assert pointers(problem) == ["#/image_url"]
+    assert "POST /uploads" in problem["errors"][0]["detail"]
+
+
+def test_a_data_uri_at_its_limit_is_accepted(call: Call) -> None:
+    data = base64.b64encode(b"0" * limits.DATA_URI_MAX_BYTES).decode()
+    assert call("POST", "/jobs", body=job_body(image_url=f"data:image/png;base64,{data}"))[0] == 202
+
+
+def test_a_bad_idempotency_key_header_is_named(call: Call) -> None:
+    key = "k" * (limits.IDEMPOTENCY_KEY_MAX_CHARS + 1)
+    problem = assert_problem(*call("POST", "/jobs", body=job_body(), headers={"Idempotency-Key": key}), 422)
+    assert problem["errors"][0]["location"] == "header"
+
+
+def test_a_request_without_an_api_key_identity_is_refused(call: Call) -> None:
+    problem = assert_problem(*call("POST", "/jobs", body=job_body(), owner=None), 403)
+    assert problem["code"] == "api_key_required"
+
+
+def test_an_unexpected_failure_is_a_500_problem_without_internals(call: Call, monkeypatch: pytest.MonkeyPatch) -> None:
+    def explode(*_: Any, **__: Any) -> None:
+        raise RuntimeError("secret internal detail in /var/task/app.py")
+
+    monkeypatch.setattr(composition.jobs_service(), "create_job", explode)
+    problem = assert_problem(*call("POST", "/jobs", body=job_body()), 500)
+    assert "secret" not in json.dumps(problem)
+
+
+# -- GET /jobs/{job_id} -------------------------------------------------------------------------------------
+
+
+def test_a_job_is_described(call: Call) -> None:
+    created = call("POST", "/jobs", body=job_body(metadata={"order": "9"}))[2]
+    status, _, body = call("GET", f"/jobs/{created['job_id']}")
+    assert status == 200
+    assert body == created
+    assert body["timeline"] == {"ACCEPTED": body["created_at"]}
+    assert body["video_url"] is None
+
+
+def test_a_succeeded_job_has_a_presigned_video_url(call: Call, stack: Stack) -> None:
+    created = call("POST", "/jobs", body=job_body())[2]
+    service = composition.jobs_service()
+    output = JobOutput(
+        bucket=stack.refs["OutputsBucket"],
+        key=f"videos/{created['job_id']}.mp4",
+        size=1234,
+        sha256="a" * 64,
+        content_type="video/mp4",
+    )
+    job = service.get_job(OWNER, created["job_id"])
+    for target in (JobStatus.SUBMITTED, JobStatus.FINALIZING):
+        job = service._jobs.update_status(job, target, now=job.created_at)
+    service._jobs.update_status(job, JobStatus.SUCCEEDED, now=job.created_at, changes={"output": output.model_dump()})
+
+    status, _, body = call("GET", f"/jobs/{created['job_id']}")
+    assert status == 200
+    assert body["status"] == "SUCCEEDED"
+    assert body["output"] == output.model_dump()
+    url = urlsplit(body["video_url"])
+    assert url.scheme == "https"
+    assert url.hostname == f"{output.bucket}.s3.amazonaws.com"
+    assert url.path == f"/{output.key}"
+    assert parse_qs(url.query)["X-Amz-Expires"] == [str(limits.DOWNLOAD_URL_EXPIRY_SECONDS)]
+
+
+@pytest.mark.parametrize("job_id", ["01JD0000000000000000000000", "not-a-job-id", "%2e%2e"])
+def test_an_unknown_job_is_a_404(call: Call, job_id: str) -> None:
+    problem = assert_problem(*call("GET", f"/jobs/{job_id}"), 404)
+    assert problem["code"] == "job_not_found"
+
+
+def test_someone_elses_job_is_a_404(call: Call) -> None:
+    job_id = call("POST", "/jobs", body=job_body())[2]["job_id"]
+    problem = assert_problem(*call("GET", f"/jobs/{job_id}", owner="other-key-id"), 404)
+    assert problem["code"] == "job_not_found"
+    assert_problem(*call("POST", f"/jobs/{job_id}/cancel", owner="other-key-id"), 404)
+
+
+def test_an_unknown_route_is_a_404_problem(call: Call) -> None:
+    assert_problem(*call("GET", "/nothing-here"), 404)
+
+
+# -- GET /jobs ----------------------------------------------------------------------------------------------
+
+
+def test_listing_pages_through_only_the_callers_jobs_newest_first(call: Call) -> None:
+    mine = [call("POST", "/jobs", body=job_body())[2]["job_id"] for _ in range(5)]
+    call("POST", "/jobs", body=job_body(), owner="other-key-id")
+    seen, cursor, pages = [], None, 0
+    while True:
+        query = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        status, _, page = call("GET", "/jobs", query=query)
+        assert status == 200
+        pages += 1
+        seen += [item["job_id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert seen == sorted(mine, reverse=True)
+
+
+def test_listing_filters_by_status(call: Call) -> None:
+    first, second = (call("POST", "/jobs", body=job_body())[2]["job_id"] for _ in range(2))
+    call("POST", f"/jobs/{first}/cancel")
+    status, _, page = call("GET", "/jobs", query={"status": "CANCELED"})
+    assert status == 200
+    assert [item["job_id"] for item in page["items"]] == [first]
+    assert page["next_cursor"] is None
+    accepted = call("GET", "/jobs", query={"status": "ACCEPTED"})[2]
+    assert [item["job_id"] for item in accepted["items"]] == [second]
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "101"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"status": "DONE"}, "status"),
+    ],
+)
+def test_bad_list_parameters_are_named(call: Call, query: dict[str, str], name: str) -> None:
+    problem = assert_problem(*call("GET", "/jobs", query=query), 422)
+    assert problem["errors"] == [{"location": "query", "name": name, "detail": problem["errors"][0]["detail"]}]
+
+
+@pytest.mark.parametrize("cursor", ["!!!", "bm90LWEtdWxpZA", "A" * 64])
+def test_a_forged_cursor_is_a_400(call: Call, cursor: str) -> None:
+    problem = assert_problem(*call("GET", "/jobs", query={"cursor": cursor}), 400)
+    assert pointers(problem) == ["cursor"]
+
+
+# -- POST /jobs/{job_id}/cancel -----------------------------------------------------------------------------
+
+
+def test_an_accepted_job_is_canceled_at_once(call: Call) -> None:
+    job_id = call("POST", "/jobs", body=job_body())[2]["job_id"]
+    status, _, body = call("POST", f"/jobs/{job_id}/cancel")
+    assert status == 200
+    assert body["status"] == "CANCELED"
+    assert set(body["timeline"]) == {"ACCEPTED", "CANCELED"}
+    problem = assert_problem(*call("POST", f"/jobs/{job_id}/cancel"), 409)
+    assert problem["code"] == "job_not_cancelable"
+
+
+def test_a_submitted_job_moves_to_cancel_requested(call: Call) -> None:
+    job_id = call("POST", "/jobs", body=job_body())[2]["job_id"]
+    service = composition.jobs_service()
+    job = service.get_job(OWNER, job_id)
+    service._jobs.update_status(job, JobStatus.SUBMITTED, now=job.created_at)
+    status, _, body = call("POST", f"/jobs/{job_id}/cancel")
+    assert (status, body["status"]) == (202, "CANCEL_REQUESTED")
+    status, _, body = call("POST", f"/jobs/{job_id}/cancel")  # asking again changes nothing
+    assert (status, body["status"]) == (202, "CANCEL_REQUESTED")
+
+
+# -- POST /uploads ------------------------------------------------------------------------------------------
+
+
+def test_uploads_get_presigned_put_urls_in_the_callers_prefix(call: Call, stack: Stack) -> None:
+    status, _, body = call("POST", "/uploads", event=load_event("api_create_uploads.json"))
+    assert status == 201, body
+    assert [upload["name"] for upload in body["uploads"]] == ["face.png", "speech.wav"]
+    for upload, (content_type, size) in zip(
+        body["uploads"], [("image/png", 123456), ("audio/wav", 654321)], strict=True
+    ):
+        assert upload["method"] == "PUT"
+        assert upload["s3_uri"].startswith(f"s3://{stack.refs['InputsBucket']}/uploads/{OWNER}/")
+        assert upload["headers"] == {"Content-Type": content_type, "Content-Length": str(size)}
+        url = urlsplit(upload["url"])
+        signed = parse_qs(url.query)["X-Amz-SignedHeaders"][0].split(";")
+        assert {"content-type", "content-length"} <= set(signed)
+        assert url.path.endswith(upload["name"])
+    # The upload is usable as a job input.
+    job = job_body("fal-ai/ai-avatar", image_url=body["uploads"][0]["s3_uri"])
+    assert call("POST", "/jobs", body=job)[0] == 202
+
+
+@pytest.mark.parametrize(
+    ("files", "pointer"),
+    [
+        ([], "#/files"),
+        ([{"name": "f.png", "content_type": "image/gif", "size": 10}], "#/files/0/content_type"),
+        ([{"name": "f.png", "content_type": "image/png", "size": 0}], "#/files/0/size"),
+        (
+            [{"name": "f.png", "content_type": "image/png", "size": limits.UPLOAD_MAX_BYTES["image"] + 1}],
+            "#/files/0/size",
+        ),
+        ([{"name": "../etc/passwd", "content_type": "image/png", "size": 10}], "#/files/0/name"),
+        ([{"name": "f.png", "content_type": "image/png", "size": 1}] * (limits.UPLOAD_MAX_FILES + 1), "#/files"),
+    ],
+)
+def test_bad_uploads_are_named(call: Call, files: list[dict[str, Any]], pointer: str) -> None:
+    problem = assert_problem(*call("POST", "/uploads", body={"files": files}), 422)
+    assert pointers(problem) == [pointer]

@@ -1,0 +1,177 @@
+"""The DynamoDB repository under moto, on the tables of template.yaml: conditional transitions and races."""
+
+import threading
+from datetime import UTC, datetime
+
+import boto3
+import pytest
+
+from avatarjobs.adapters.jobs_table import DynamoJobsRepository
+from avatarjobs.domain.errors import TransitionConflict
+from avatarjobs.domain.ids import new_job_id
+from avatarjobs.domain.job import Job, JobOutput, JobStatus, isoformat
+from avatarjobs.domain.ports import IdempotencyKeyTaken, IdempotencyRecord
+from avatarjobs.domain.state_machine import JobEvent, next_status
+from devstack.cloudformation import REGION, Stack
+
+
+@pytest.fixture
+def repository(stack: Stack) -> DynamoJobsRepository:
+    client = boto3.client("dynamodb", region_name=REGION)
+    return DynamoJobsRepository(client, stack.refs["JobsTable"], stack.refs["IdempotencyTable"])
+
+
+def make_job(owner: str = "owner-1", **overrides: object) -> Job:
+    job = Job.new(
+        job_id=new_job_id(),
+        owner=owner,
+        provider="fal",
+        model="fal-ai/ai-avatar",
+        request={"image_url": "https://example.com/a.png", "prompt": "hi", "seed": 7},
+        metadata={"order": 1, "price": 2.5, "tags": ["a", None]},
+        idempotency_key=None,
+        deadline_seconds=None,
+        now=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
+    return job.model_copy(update=overrides)
+
+
+def test_a_job_round_trips_through_the_table(repository: DynamoJobsRepository) -> None:
+    job = make_job()
+    repository.create(job, None)
+    assert repository.get(job.job_id) == job
+
+
+def test_creating_the_same_job_id_twice_is_refused(repository: DynamoJobsRepository) -> None:
+    job = make_job()
+    repository.create(job, None)
+    with pytest.raises(repository._client.exceptions.ConditionalCheckFailedException):
+        repository.create(job, None)
+
+
+def test_an_idempotency_key_can_be_stored_once(repository: DynamoJobsRepository) -> None:
+    first, second = make_job(), make_job()
+    record = IdempotencyRecord("owner-1", "key-1", first.job_id, "print", expiration=2**40)
+    repository.create(first, record)
+    with pytest.raises(IdempotencyKeyTaken):
+        repository.create(second, IdempotencyRecord("owner-1", "key-1", second.job_id, "print", expiration=2**40))
+    assert repository.get(second.job_id) is None  # the transaction wrote neither item
+    assert repository.get_idempotency_record("owner-1", "key-1") == record
+    assert repository.get_idempotency_record("owner-2", "key-1") is None
+
+
+def test_an_expired_idempotency_record_counts_as_absent(repository: DynamoJobsRepository) -> None:
+    old, new = make_job(), make_job()
+    repository.create(old, IdempotencyRecord("owner-1", "key-1", old.job_id, "print", expiration=1))
+    assert repository.get_idempotency_record("owner-1", "key-1") is None
+    repository.create(new, IdempotencyRecord("owner-1", "key-1", new.job_id, "other", expiration=2**40))
+    stored = repository.get_idempotency_record("owner-1", "key-1")
+    assert stored is not None
+    assert stored.job_id == new.job_id
+
+
+def test_a_transition_is_one_conditional_update(repository: DynamoJobsRepository) -> None:
+    job = make_job()
+    repository.create(job, None)
+    now = isoformat(datetime(2026, 1, 2, 3, 5, 0, tzinfo=UTC))
+    submitted = repository.update_status(
+        job, JobStatus.SUBMITTED, now=now, changes={"provider_request_id": "req-1", "attempts": 1}
+    )
+    assert submitted.status == JobStatus.SUBMITTED
+    assert submitted.version == 2
+    assert submitted.provider_request_id == "req-1"
+    assert submitted.attempts == 1
+    assert submitted.status_since == submitted.updated_at == now
+    assert submitted.timeline == {"ACCEPTED": job.created_at, "SUBMITTED": now}
+    assert repository.get(job.job_id) == submitted
+
+
+def test_a_stale_snapshot_cannot_transition(repository: DynamoJobsRepository) -> None:
+    job = make_job()
+    repository.create(job, None)
+    repository.update_status(job, JobStatus.SUBMITTED, now=job.created_at)
+    with pytest.raises(TransitionConflict):
+        repository.update_status(job, JobStatus.CANCELED, now=job.created_at)  # read before the first write
+    stored = repository.get(job.job_id)
+    assert stored is not None
+    assert stored.status == JobStatus.SUBMITTED
+
+
+def test_a_terminal_state_never_regresses(repository: DynamoJobsRepository) -> None:
+    job = make_job()
+    repository.create(job, None)
+    output = JobOutput(bucket="b", key="videos/x.mp4", size=10, sha256="0" * 64, content_type="video/mp4")
+    current = job
+    for event in (JobEvent.DISPATCHED, JobEvent.PROVIDER_COMPLETED, JobEvent.COPIED):
+        changes = {"output": output.model_dump()} if event == JobEvent.COPIED else None
+        current = repository.update_status(current, next_status(current.status, event), now=job.created_at,
+                                           changes=changes)  # fmt: skip
+    assert current.status == JobStatus.SUCCEEDED
+    # A late duplicate that still holds the FINALIZING snapshot cannot move the job back or sideways.
+    finalizing = current.model_copy(update={"status": JobStatus.FINALIZING, "version": current.version - 1})
+    with pytest.raises(TransitionConflict):
+        repository.update_status(finalizing, JobStatus.FAILED, now=job.created_at)
+    stored = repository.get(job.job_id)
+    assert stored is not None
+    assert stored.status == JobStatus.SUCCEEDED
+    assert stored.output == output
+
+
+def test_two_concurrent_transitions_from_one_state_exactly_one_wins(repository: DynamoJobsRepository) -> None:
+    job = make_job()
+    repository.create(job, None)
+    contenders = [JobStatus.SUBMITTED, JobStatus.CANCELED, JobStatus.FAILED, JobStatus.TIMED_OUT] * 2
+    barrier = threading.Barrier(len(contenders))
+    outcomes: list[JobStatus | str] = []
+    lock = threading.Lock()
+
+    def contend(target: JobStatus) -> None:
+        barrier.wait()
+        try:
+            result: JobStatus | str = repository.update_status(job, target, now=job.created_at).status
+        except TransitionConflict:
+            result = "conflict"
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=contend, args=(target,)) for target in contenders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    winners = [outcome for outcome in outcomes if outcome != "conflict"]
+    assert len(outcomes) == len(contenders)
+    assert len(winners) == 1
+    stored = repository.get(job.job_id)
+    assert stored is not None
+    assert stored.status == winners[0]
+    assert stored.version == 2
+
+
+def test_listing_pages_newest_first_and_stops_on_the_last_page(repository: DynamoJobsRepository) -> None:
+    jobs = [make_job() for _ in range(5)]
+    for job in jobs:
+        repository.create(job, None)
+    repository.create(make_job(owner="someone-else"), None)
+    seen: list[str] = []
+    after = None
+    pages = 0
+    while True:
+        page, after = repository.list_for_owner("owner-1", status=None, limit=2, after_job_id=after)
+        pages += 1
+        seen.extend(job.job_id for job in page)
+        if after is None:
+            break
+    assert pages == 3
+    assert seen == sorted((job.job_id for job in jobs), reverse=True)
+
+
+def test_listing_by_status_follows_transitions(repository: DynamoJobsRepository) -> None:
+    jobs = [make_job() for _ in range(3)]
+    for job in jobs:
+        repository.create(job, None)
+    repository.update_status(jobs[1], JobStatus.CANCELED, now=jobs[1].created_at)
+    canceled, _ = repository.list_for_owner("owner-1", status=JobStatus.CANCELED, limit=10, after_job_id=None)
+    accepted, _ = repository.list_for_owner("owner-1", status=JobStatus.ACCEPTED, limit=10, after_job_id=None)
+    assert [job.job_id for job in canceled] == [jobs[1].job_id]
+    assert {job.job_id for job in accepted} == {jobs[0].job_id, jobs[2].job_id}

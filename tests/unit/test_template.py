@@ -1,0 +1,85 @@
+"""template.yaml keeps the promises the code relies on."""
+
+from typing import Any
+
+import pytest
+
+from avatarjobs.settings import Settings
+from devstack.cloudformation import Stack, load_template
+
+TEMPLATE = load_template()
+RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+
+
+def test_every_allowed_dispatcher_timeout_gives_a_visibility_of_six_times_it() -> None:
+    parameter = TEMPLATE["Parameters"]["DispatchFunctionTimeout"]
+    mapping = TEMPLATE["Mappings"]["DispatchTimeouts"]
+    assert sorted(int(value) for value in parameter["AllowedValues"]) == sorted(int(key) for key in mapping)
+    for timeout, row in mapping.items():
+        assert row["VisibilityTimeout"] >= 6 * int(timeout)
+    visibility = RESOURCES["DispatchQueue"]["Properties"]["VisibilityTimeout"]
+    assert visibility == {
+        "Fn::FindInMap": ["DispatchTimeouts", {"Ref": "DispatchFunctionTimeout"}, "VisibilityTimeout"]
+    }
+
+
+def test_the_dispatch_queue_redrives_to_its_dead_letter_queue() -> None:
+    policy = RESOURCES["DispatchQueue"]["Properties"]["RedrivePolicy"]
+    assert policy["deadLetterTargetArn"] == {"Fn::GetAtt": ["DispatchDeadLetterQueue", "Arn"]}
+    assert 3 <= policy["maxReceiveCount"] <= 5
+
+
+def test_every_api_route_requires_an_api_key() -> None:
+    api_auth = RESOURCES["JobsApi"]["Properties"]["Auth"]
+    assert api_auth["ApiKeyRequired"] is True
+    events = RESOURCES["ApiFunction"]["Properties"]["Events"]
+    routes = {(event["Properties"]["Path"], event["Properties"]["Method"].upper()) for event in events.values()}
+    assert routes == {
+        ("/jobs", "POST"),
+        ("/jobs", "GET"),
+        ("/jobs/{job_id}", "GET"),
+        ("/jobs/{job_id}/cancel", "POST"),
+        ("/uploads", "POST"),
+    }
+    for event in events.values():
+        assert event["Properties"]["RestApiId"] == {"Ref": "JobsApi"}
+        assert event["Properties"].get("Auth", {}).get("ApiKeyRequired", True) is True
+
+
+def test_the_jobs_table_has_the_indexes_the_repository_queries() -> None:
+    table = RESOURCES["JobsTable"]["Properties"]
+    indexes = {index["IndexName"]: index["KeySchema"] for index in table["GlobalSecondaryIndexes"]}
+    assert indexes == {
+        "by_owner": [{"AttributeName": "owner", "KeyType": "HASH"}, {"AttributeName": "job_id", "KeyType": "RANGE"}],
+        "by_owner_status": [
+            {"AttributeName": "owner_status", "KeyType": "HASH"},
+            {"AttributeName": "job_id", "KeyType": "RANGE"},
+        ],
+        "by_status": [
+            {"AttributeName": "status", "KeyType": "HASH"},
+            {"AttributeName": "status_since", "KeyType": "RANGE"},
+        ],
+    }
+    assert table["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+
+
+@pytest.mark.parametrize("bucket", ["InputsBucket", "OutputsBucket"])
+def test_buckets_are_private_encrypted_and_abort_stale_uploads(bucket: str) -> None:
+    properties = RESOURCES[bucket]["Properties"]
+    assert all(properties["PublicAccessBlockConfiguration"].values())
+    assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    rules = properties["LifecycleConfiguration"]["Rules"]
+    assert any(rule.get("AbortIncompleteMultipartUpload", {}).get("DaysAfterInitiation") == 1 for rule in rules)
+
+
+def test_the_api_function_gets_every_setting_the_code_reads(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    environment = stack.function_environment("ApiFunction")
+    for name in list(environment):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings.from_environment()
+    assert settings.jobs_table_name == stack.refs["JobsTable"]
+    assert settings.dispatch_queue_url == stack.refs["DispatchQueue"]
