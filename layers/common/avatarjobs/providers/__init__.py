@@ -1,0 +1,1 @@
+"""Generation providers (fal's queue, Mirako) behind one interface, and the checks of their webhooks."""

@@ -1,0 +1,111 @@
+"""The provider interface: what the dispatcher, webhook, reconciler and finalizer need from fal or Mirako.
+
+The types here say nothing about HTTP, so the domain can use them and tests can fake a provider in a few lines.
+"""
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class ProviderErrorCode(StrEnum):
+    RATE_LIMITED = "PROVIDER_RATE_LIMITED"  # 429
+    UNAVAILABLE = "PROVIDER_UNAVAILABLE"  # 5xx
+    TIMEOUT = "PROVIDER_TIMEOUT"  # no answer in time; on a submit the provider may have accepted it
+    UNREACHABLE = "PROVIDER_UNREACHABLE"  # no connection (nothing was sent) or the connection broke
+    AUTH_FAILED = "PROVIDER_AUTH_FAILED"  # 401/403: our API key is wrong or lacks the right
+    INVALID_REQUEST = "PROVIDER_INVALID_REQUEST"  # other 4xx: the provider refused the input
+    GENERATION_FAILED = "GENERATION_FAILED"  # the provider ran the job and it failed
+    BAD_RESPONSE = "PROVIDER_BAD_RESPONSE"  # an answer we cannot understand
+    NOT_READY = "PROVIDER_NOT_READY"  # a result was asked for before the provider finished
+
+
+class ProviderError(Exception):
+    """A provider call failed. `retryable` says whether the same call may succeed later.
+
+    `message` is safe to store on the job and show to its owner: it never holds API keys or webhook tokens.
+    `retry_after` is the provider's own hint in seconds (Retry-After), when it gave one.
+    `provider_code` is the provider's own name for the error (fal's error_type, Mirako's title), when given.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        provider_code: str | None = None,
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.provider_code = provider_code
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What identifies a submitted job at the provider; the job record keeps it.
+
+    fal: `urls` holds status_url, response_url and cancel_url exactly as fal returned them (they are not
+    derivable from the model name). Mirako: `urls` is empty; the task id is enough.
+    """
+
+    request_id: str
+    urls: dict[str, str] = field(default_factory=dict)
+
+
+class ProviderState(StrEnum):
+    IN_QUEUE = "IN_QUEUE"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"  # on fal also a failed run: the result call tells which
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    TIMED_OUT = "TIMED_OUT"
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    state: ProviderState
+    logs: list[str] = field(default_factory=list)
+    error: str | None = None
+    video_url: str | None = None  # Mirako gives it with the status; fal only through the result call
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    url: str
+    content_type: str | None = None
+    file_size: int | None = None
+    seed: int | None = None
+    duration_seconds: float | None = None
+
+
+class CancelOutcome(StrEnum):
+    CANCELED = "CANCELED"  # removed before it ran: it will not finish
+    CANCELLATION_REQUESTED = "CANCELLATION_REQUESTED"  # running: it may still finish, watch its final state
+    ALREADY_COMPLETED = "ALREADY_COMPLETED"
+    NOT_FOUND = "NOT_FOUND"
+    UNSUPPORTED = "UNSUPPORTED"  # the provider has no cancel operation: the job runs to its end
+
+
+class Provider(Protocol):
+    name: str
+
+    def submit(self, model: str, inputs: dict[str, Any], *, webhook_url: str, webhook_token: str | None) -> Submission:
+        """Start a generation; the provider calls `webhook_url` when it ends.
+
+        fal: `inputs` is the model's input, media fields holding fetchable https URLs.
+        Mirako: `inputs` holds `image` (bytes) and either `audio` (bytes) or `text` + `voice_profile_id`.
+        """
+        ...
+
+    def status(self, submission: Submission) -> StatusReport: ...
+
+    def result(self, submission: Submission) -> VideoResult:
+        """The finished video. Raises a permanent ProviderError when the generation failed."""
+        ...
+
+    def cancel(self, submission: Submission) -> CancelOutcome: ...

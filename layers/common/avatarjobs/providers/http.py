@@ -1,0 +1,152 @@
+"""What the provider adapters share about HTTP: one client per base URL, and how failures become ProviderErrors.
+
+The clients are cached at module level so warm Lambda invocations reuse their TLS connections.
+"""
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from avatarjobs.providers.base import ProviderError, ProviderErrorCode
+
+CONNECT_TIMEOUT_SECONDS = 5.0
+READ_TIMEOUT_SECONDS = 30.0
+TIMEOUT = httpx.Timeout(connect=CONNECT_TIMEOUT_SECONDS, read=READ_TIMEOUT_SECONDS, write=30.0, pool=5.0)
+MESSAGE_MAX_CHARS = 1_000  # provider messages end up on the job record and in events: keep them short
+USER_AGENT = "avatarjobs/0.1"
+REDACTED = "[redacted]"
+
+
+_clients: dict[str, httpx.Client] = {}
+
+
+def shared_client(base_url: str) -> httpx.Client:
+    """One client per provider base URL for the life of the process (connection reuse across invocations)."""
+    client = _clients.get(base_url)
+    if client is None or client.is_closed:
+        # Redirects are not followed: a provider answering 3xx is an error, and our key must not travel elsewhere.
+        client = httpx.Client(
+            base_url=base_url, timeout=TIMEOUT, follow_redirects=False, headers={"User-Agent": USER_AGENT}
+        )
+        _clients[base_url] = client
+    return client
+
+
+def reset_clients() -> None:
+    """Close and forget the cached clients (for tests that point a provider at a new server)."""
+    for client in _clients.values():
+        client.close()
+    _clients.clear()
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """The text with every secret replaced, cut to a length fit for a job record."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    if len(text) > MESSAGE_MAX_CHARS:
+        text = text[: MESSAGE_MAX_CHARS - 1] + "…"
+    return text
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds from now: delay-seconds or an HTTP-date (RFC 9110 10.2.3); None if absent or bad."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:  # an HTTP-date is always GMT; parsedate gives a naive datetime for "-0000"
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
+
+
+def _fal_retryable_override(response: httpx.Response) -> bool | None:
+    # fal says per response whether retrying can help; its word beats our guess from the status code.
+    value = response.headers.get("X-Fal-Retryable", "").strip().lower()
+    return {"true": True, "false": False}.get(value)
+
+
+def error_for_response(
+    response: httpx.Response,
+    message: str,
+    *,
+    secrets: Iterable[str | None] = (),
+    provider_code: str | None = None,
+) -> ProviderError:
+    """The ProviderError for a non-2xx answer: 429 and 5xx retryable, other 4xx permanent."""
+    status = response.status_code
+    if status == httpx.codes.TOO_MANY_REQUESTS:
+        code, retryable = ProviderErrorCode.RATE_LIMITED, True
+    elif status >= httpx.codes.INTERNAL_SERVER_ERROR:
+        code, retryable = ProviderErrorCode.UNAVAILABLE, True
+    elif status == httpx.codes.REQUEST_TIMEOUT:
+        code, retryable = ProviderErrorCode.TIMEOUT, True
+    elif status in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
+        code, retryable = ProviderErrorCode.AUTH_FAILED, False
+    elif status >= httpx.codes.BAD_REQUEST:
+        code, retryable = ProviderErrorCode.INVALID_REQUEST, False
+    else:  # 1xx/3xx: not an answer any provider documents
+        code, retryable = ProviderErrorCode.BAD_RESPONSE, False
+    override = _fal_retryable_override(response)
+    if override is not None:
+        retryable = override
+    return ProviderError(
+        code,
+        redact(message or f"HTTP {status}", secrets),
+        retryable=retryable,
+        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        provider_code=provider_code,
+    )
+
+
+def error_for_transport(error: httpx.TransportError, action: str) -> ProviderError:
+    """Timeouts and broken connections are retryable. The message names the failure, never the request's headers."""
+    if isinstance(error, httpx.ConnectTimeout | httpx.ConnectError):
+        # Nothing reached the provider: a retry cannot duplicate anything.
+        return ProviderError(
+            ProviderErrorCode.UNREACHABLE, f"{action}: could not connect ({type(error).__name__})", retryable=True
+        )
+    if isinstance(error, httpx.TimeoutException):
+        return ProviderError(
+            ProviderErrorCode.TIMEOUT, f"{action}: no answer in time ({type(error).__name__})", retryable=True
+        )
+    return ProviderError(
+        ProviderErrorCode.UNREACHABLE, f"{action}: the connection failed ({type(error).__name__})", retryable=True
+    )
+
+
+def send(client: httpx.Client, method: str, url: str, *, action: str, **kwargs: Any) -> httpx.Response:
+    """client.request, with transport failures raised as retryable ProviderErrors."""
+    try:
+        return client.request(method, url, **kwargs)
+    except httpx.TransportError as error:
+        raise error_for_transport(error, action) from None
+
+
+def json_object(response: httpx.Response, action: str) -> dict[str, Any]:
+    """The response body as a JSON object, or a permanent BAD_RESPONSE error."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise ProviderError(
+            ProviderErrorCode.BAD_RESPONSE, f"{action}: the answer is not a JSON object", retryable=False
+        )
+    return body
+
+
+def json_or_none(response: httpx.Response) -> Any:
+    """The body as JSON, or None when it is not JSON (error bodies are often HTML from a proxy)."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
