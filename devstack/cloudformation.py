@@ -197,9 +197,15 @@ def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
     return converted
 
 
+def _name_api(stack: Stack, _: boto3.Session, logical_id: str, __: dict[str, Any]) -> None:
+    """REST APIs are not made in moto; their id only shapes URLs, which the local stack overrides."""
+    stack.refs[logical_id] = f"{stack.stack_name}-{logical_id}".lower()
+
+
 Creator = Callable[[Stack, boto3.Session, str, dict[str, Any]], None]
 # Queues without a redrive policy first: they are the dead-letter queues the others point at.
 _CREATION_ORDER: list[tuple[str, Creator, Callable[[dict[str, Any]], bool]]] = [
+    ("AWS::Serverless::Api", _name_api, lambda _: True),
     ("AWS::DynamoDB::Table", _create_table, lambda _: True),
     ("AWS::S3::Bucket", _create_bucket, lambda _: True),
     ("AWS::SQS::Queue", _create_queue, lambda properties: "RedrivePolicy" not in properties),

@@ -3,24 +3,83 @@
 from functools import cache
 
 from avatarjobs.adapters import aws_clients
-from avatarjobs.adapters.dispatch_queue import SqsDispatchQueue
+from avatarjobs.adapters.dispatch_queue import SqsDispatchQueue, SqsRedelivery
 from avatarjobs.adapters.jobs_table import DynamoJobsRepository
 from avatarjobs.adapters.media_store import S3MediaStore
+from avatarjobs.adapters.provider_keys import provider_key
+from avatarjobs.domain.dispatch_service import DeadLetters, Dispatcher
+from avatarjobs.domain.input_staging import InputStager
 from avatarjobs.domain.jobs_service import JobsService
-from avatarjobs.settings import Settings
+from avatarjobs.net.safe_fetch import SafeFetcher
+from avatarjobs.providers import http as provider_http
+from avatarjobs.providers.base import Provider
+from avatarjobs.providers.fal import FalQueueProvider
+from avatarjobs.providers.mirako import MirakoProvider
+from avatarjobs.settings import ProviderSettings, Settings
+
+
+@cache
+def settings() -> Settings:
+    return Settings.from_environment()
+
+
+@cache
+def provider_settings() -> ProviderSettings:
+    return ProviderSettings.from_environment()
+
+
+def _jobs_repository() -> DynamoJobsRepository:
+    return DynamoJobsRepository(aws_clients.dynamodb(), settings().jobs_table_name, settings().idempotency_table_name)
+
+
+def _media_store() -> S3MediaStore:
+    return S3MediaStore(aws_clients.s3(), settings().inputs_bucket_name)
 
 
 @cache
 def jobs_service() -> JobsService:
-    settings = Settings.from_environment()
     return JobsService(
-        jobs=DynamoJobsRepository(aws_clients.dynamodb(), settings.jobs_table_name, settings.idempotency_table_name),
-        queue=SqsDispatchQueue(aws_clients.sqs(), settings.dispatch_queue_url),
-        media=S3MediaStore(aws_clients.s3(), settings.inputs_bucket_name),
+        jobs=_jobs_repository(),
+        queue=SqsDispatchQueue(aws_clients.sqs(), settings().dispatch_queue_url),
+        media=_media_store(),
     )
+
+
+def provider(name: str) -> Provider:
+    """A provider adapter with its current key (keys come from a five-minute cache, so rotation is picked up)."""
+    config = provider_settings()
+    if name == "fal":
+        return FalQueueProvider(config.fal_queue_base_url, provider_key("FAL_KEY", config.fal_key_secret_arn))
+    if name == "mirako":
+        key = provider_key("MIRAKO_API_KEY", config.mirako_key_secret_arn)
+        return MirakoProvider(config.mirako_base_url, key)
+    raise ValueError(f"unknown provider {name!r}")
+
+
+@cache
+def dispatcher() -> Dispatcher:
+    fetcher = SafeFetcher(allow_loopback_http=provider_settings().allow_loopback_http)
+    return Dispatcher(
+        jobs=_jobs_repository(),
+        providers=provider,
+        stager=InputStager(_media_store(), fetcher),
+        public_base_url=provider_settings().public_base_url,
+    )
+
+
+@cache
+def dispatch_redelivery() -> SqsRedelivery:
+    return SqsRedelivery(aws_clients.sqs(), settings().dispatch_queue_url)
+
+
+@cache
+def dead_letters() -> DeadLetters:
+    return DeadLetters(_jobs_repository())
 
 
 def reset() -> None:
     """Forget every cached client and service (for tests that start a fresh mocked account)."""
     aws_clients.reset()
-    jobs_service.cache_clear()
+    provider_http.reset_clients()
+    for factory in (settings, provider_settings, jobs_service, dispatcher, dispatch_redelivery, dead_letters):
+        factory.cache_clear()

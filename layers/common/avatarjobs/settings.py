@@ -33,3 +33,34 @@ class Settings:
             inputs_bucket_name=_required("INPUTS_BUCKET_NAME"),
             outputs_bucket_name=_required("OUTPUTS_BUCKET_NAME"),
         )
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes"}
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """Where the providers are and how they reach us (DESIGN.md, "Providers")."""
+
+    fal_queue_base_url: str
+    fal_jwks_url: str
+    mirako_base_url: str
+    public_base_url: str
+    fal_key_secret_arn: str | None
+    mirako_key_secret_arn: str | None
+    # Only the local stack sets AVATARJOBS_ALLOW_LOOPBACK_HTTP, so its emulators on http://127.0.0.1 are
+    # reachable; template.yaml never sets it, so a deployed stack refuses loopback and plain http.
+    allow_loopback_http: bool
+
+    @classmethod
+    def from_environment(cls) -> "ProviderSettings":
+        return cls(
+            fal_queue_base_url=os.environ.get("FAL_QUEUE_BASE_URL") or "https://queue.fal.run",
+            fal_jwks_url=os.environ.get("FAL_JWKS_URL") or "https://rest.alpha.fal.ai/.well-known/jwks.json",
+            mirako_base_url=os.environ.get("MIRAKO_BASE_URL") or "https://mirako.co",
+            public_base_url=_required("PUBLIC_BASE_URL").rstrip("/"),
+            fal_key_secret_arn=os.environ.get("FAL_KEY_SECRET_ARN") or None,
+            mirako_key_secret_arn=os.environ.get("MIRAKO_KEY_SECRET_ARN") or None,
+            allow_loopback_http=_flag("AVATARJOBS_ALLOW_LOOPBACK_HTTP"),
+        )

@@ -1,7 +1,8 @@
 """The dispatch queue: one message per accepted job, read by the dispatcher."""
 
-import json
 from typing import TYPE_CHECKING
+
+from avatarjobs.domain.messages import DispatchMessage
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -13,4 +14,19 @@ class SqsDispatchQueue:
         self._queue_url = queue_url
 
     def send(self, job_id: str) -> None:
-        self._client.send_message(QueueUrl=self._queue_url, MessageBody=json.dumps({"job_id": job_id}))
+        self._client.send_message(
+            QueueUrl=self._queue_url, MessageBody=DispatchMessage(job_id=job_id).model_dump_json()
+        )
+
+
+class SqsRedelivery:
+    """Backoff for a message that will be retried: it stays invisible for the given time."""
+
+    def __init__(self, client: "SQSClient", queue_url: str) -> None:
+        self._client = client
+        self._queue_url = queue_url
+
+    def postpone(self, receipt_handle: str, seconds: int) -> None:
+        self._client.change_message_visibility(
+            QueueUrl=self._queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
+        )

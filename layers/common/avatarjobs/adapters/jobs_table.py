@@ -119,32 +119,40 @@ class DynamoJobsRepository:
         return IdempotencyRecord(owner, key, values["job_id"], values["fingerprint"], int(values["expiration"]))
 
     def update_status(self, job: Job, new_status: JobStatus, *, now: str, changes: dict[str, Any] | None = None) -> Job:
-        names = {"#status": "status", "#version": "version", "#timeline": "timeline", "#entered": str(new_status)}
-        values: dict[str, Any] = {
-            ":expected": job.status.value,
-            ":version": job.version,
-            ":new": new_status.value,
-            ":now": now,
-            ":owner_status": owner_status(job.owner, new_status),
-            ":one": 1,
+        status_changes = {
+            "status": new_status.value,
+            "status_since": now,
+            "owner_status": owner_status(job.owner, new_status),
+            **(changes or {}),
         }
-        assignments = [
-            "#status = :new",
-            "#version = #version + :one",
-            "status_since = :now",
-            "updated_at = :now",
-            "owner_status = :owner_status",
-            "#timeline.#entered = :now",
-        ]
-        for index, (field, value) in enumerate((changes or {}).items()):
+        return self._conditional_update(job, now, status_changes, (), entered=new_status)
+
+    def update_fields(self, job: Job, *, now: str, changes: dict[str, Any], remove: tuple[str, ...] = ()) -> Job:
+        return self._conditional_update(job, now, changes, remove, entered=None)
+
+    def _conditional_update(
+        self, job: Job, now: str, changes: dict[str, Any], remove: tuple[str, ...], entered: JobStatus | None
+    ) -> Job:
+        """One UpdateItem, only if the stored job still has `job`'s status and version; the version goes up by one."""
+        names = {"#status": "status", "#version": "version"}
+        values: dict[str, Any] = {":expected": job.status.value, ":version": job.version, ":now": now, ":one": 1}
+        assignments = ["#version = #version + :one", "updated_at = :now"]
+        if entered is not None:
+            names.update({"#timeline": "timeline", "#entered": str(entered)})
+            assignments.append("#timeline.#entered = :now")
+        for index, (field, value) in enumerate(changes.items()):
             names[f"#c{index}"] = field
             values[f":c{index}"] = value
             assignments.append(f"#c{index} = :c{index}")
+        expression = "SET " + ", ".join(assignments)
+        if remove:
+            names.update({f"#r{index}": field for index, field in enumerate(remove)})
+            expression += " REMOVE " + ", ".join(f"#r{index}" for index in range(len(remove)))
         try:
             response = self._client.update_item(
                 TableName=self._jobs_table,
                 Key={"job_id": {"S": job.job_id}},
-                UpdateExpression="SET " + ", ".join(assignments),
+                UpdateExpression=expression,
                 ConditionExpression="#status = :expected AND #version = :version",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=_serialize(values),

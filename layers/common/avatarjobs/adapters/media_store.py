@@ -2,6 +2,8 @@
 
 from typing import TYPE_CHECKING
 
+from avatarjobs.domain.ports import InputTooLarge
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
@@ -26,3 +28,11 @@ class S3MediaStore:
         return self._client.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
         )
+
+    def read_input(self, key: str, *, max_bytes: int) -> tuple[bytes, str]:
+        response = self._client.get_object(Bucket=self.inputs_bucket, Key=key)
+        body = response["Body"]
+        if response["ContentLength"] > max_bytes:
+            body.close()
+            raise InputTooLarge(f"s3://{self.inputs_bucket}/{key} is over {max_bytes} bytes")
+        return body.read(), response.get("ContentType", "application/octet-stream")

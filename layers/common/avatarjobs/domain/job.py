@@ -73,6 +73,13 @@ class Job(BaseModel):
     error: JobError | None = None
     output: JobOutput | None = None
     enqueued_at: str | None = None
+    # Dispatch bookkeeping: the lease a dispatcher holds while it submits, the last retryable failure,
+    # whether the provider's acceptance is unconfirmed (a submit whose answer was lost), and the hash of
+    # the per-job webhook token (Mirako); the token itself is never stored.
+    dispatch_lease_until: str | None = None
+    last_error: JobError | None = None
+    submission_unconfirmed: bool = False
+    webhook_token_sha256: str | None = None
 
     @classmethod
     def new(

@@ -33,6 +33,9 @@ class JobsRepository(Protocol):
         Raises TransitionConflict when it does not. Returns the job as stored after the update.
         """
 
+    def update_fields(self, job: Job, *, now: str, changes: dict[str, Any], remove: tuple[str, ...] = ()) -> Job:
+        """Change fields but not the status, under the same condition as update_status (TransitionConflict)."""
+
     def mark_enqueued(self, job_id: str, *, now: str) -> None: ...
 
     def list_for_owner(
@@ -53,3 +56,10 @@ class MediaStore(Protocol):
     def presign_upload(self, key: str, *, content_type: str, size: int, expires_in: int) -> str: ...
 
     def presign_download(self, bucket: str, key: str, *, expires_in: int) -> str: ...
+
+    def read_input(self, key: str, *, max_bytes: int) -> tuple[bytes, str]:
+        """An object of the inputs bucket and its content type; InputTooLarge over `max_bytes`."""
+
+
+class InputTooLarge(Exception):
+    pass

@@ -159,6 +159,7 @@ JobRequestModel = (
 )  # fmt: skip
 JobRequest = Annotated[JobRequestModel, Field(discriminator="model")]
 
-MODEL_NAMES: frozenset[str] = frozenset(
-    model.model_fields["model"].annotation.__args__[0] for model in JobRequestModel.__args__
-)
+MODEL_CLASSES: dict[str, type[_JobRequestBase]] = {
+    model.model_fields["model"].annotation.__args__[0]: model for model in JobRequestModel.__args__
+}
+MODEL_NAMES: frozenset[str] = frozenset(MODEL_CLASSES)

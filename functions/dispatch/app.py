@@ -1,0 +1,35 @@
+"""The dispatcher: submits each accepted job on the dispatch queue to its provider (partial batch failures)."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from avatarjobs.composition import dispatch_redelivery, dispatcher
+from avatarjobs.domain.dispatch_service import RetryLater
+from avatarjobs.domain.messages import DispatchMessage
+from avatarjobs.observability import logger, metrics, tracer
+
+# A batch whose every record must be retried is reported like any partial failure: an invocation error
+# would count against the Errors alarm and bring the messages back without the backoff set per record.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+@tracer.capture_method
+def dispatch_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
+    message = DispatchMessage.model_validate_json(record.body)
+    try:
+        dispatcher().dispatch(message.job_id, seconds_left=lambda_context.get_remaining_time_in_millis() / 1000)
+    except RetryLater as retry:
+        delay = retry.delay_seconds(int(record.attributes.approximate_receive_count))
+        dispatch_redelivery().postpone(record.receipt_handle, delay)
+        raise
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(event=event, record_handler=dispatch_record, processor=processor, context=context)

@@ -1,0 +1,22 @@
+"""Provider API keys: FAL_KEY / MIRAKO_API_KEY when set, else Secrets Manager through Powertools (cached)."""
+
+import os
+
+from aws_lambda_powertools.utilities import parameters
+
+from avatarjobs.providers.base import ProviderError, ProviderErrorCode
+
+_SECRET_MAX_AGE_SECONDS = 300  # a rotated key is picked up within five minutes
+
+
+def provider_key(direct_variable: str, secret_arn: str | None) -> str:
+    direct = os.environ.get(direct_variable)
+    if direct:
+        return direct
+    if not secret_arn:
+        raise ProviderError(
+            ProviderErrorCode.AUTH_FAILED,
+            f"no API key is configured for this provider ({direct_variable} or its secret ARN)",
+            retryable=False,
+        )
+    return str(parameters.get_secret(secret_arn, max_age=_SECRET_MAX_AGE_SECONDS))

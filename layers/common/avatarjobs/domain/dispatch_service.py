@@ -1,0 +1,171 @@
+"""Hands accepted jobs to their provider, at most once each, whatever SQS delivers twice or workers race.
+
+One attempt: read the job; claim it with a lease (one conditional write, so of two workers one wins);
+stage its inputs; submit; record the provider's request id with the ACCEPTED -> SUBMITTED transition.
+- A retryable failure that certainly did not reach the provider (429, 5xx, no connection) releases
+  the lease and asks for a later try with backoff.
+- An answer that was lost (a timeout after sending, or a worker that died holding the lease) may mean
+  the provider accepted and will charge: the job is never resubmitted blindly. It becomes SUBMITTED
+  with `submission_unconfirmed`, for the provider's webhook or the deadline to settle.
+- A permanent failure (the provider refused the input, an input is unusable) fails the job with the reason.
+"""
+
+import random
+from collections.abc import Callable
+from datetime import timedelta
+
+from avatarjobs.domain.errors import TransitionConflict
+from avatarjobs.domain.input_staging import InputStager, InputUnavailable
+from avatarjobs.domain.job import Job, JobError, JobStatus, isoformat, utc_now
+from avatarjobs.domain.ports import JobsRepository
+from avatarjobs.observability import logger
+from avatarjobs.providers.base import Provider, ProviderError, ProviderErrorCode, Submission
+from avatarjobs.providers.mirako import new_webhook_token
+
+# Provider calls (connect + read timeouts, and Mirako's speech synthesis first) fit in this; an attempt
+# with less time left does not start, so a Lambda timeout can never cut a submit in half.
+SUBMIT_BUDGET_SECONDS = 75
+LEASE_MARGIN_SECONDS = 30
+MAX_BACKOFF_SECONDS = 900
+
+
+class RetryLater(Exception):
+    """The attempt did not reach the provider; the message should come back after `delay_seconds`."""
+
+    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+    def delay_seconds(self, receive_count: int) -> int:
+        """The provider's Retry-After when given, else exponential backoff with full jitter."""
+        if self.retry_after is not None:
+            return min(MAX_BACKOFF_SECONDS, max(1, round(self.retry_after)))
+        ceiling = min(MAX_BACKOFF_SECONDS, 10 * 2 ** max(0, receive_count - 1))
+        return random.randint(max(1, ceiling // 2), ceiling)  # noqa: S311 - jitter, not security
+
+
+class Dispatcher:
+    def __init__(
+        self, jobs: JobsRepository, providers: Callable[[str], Provider], stager: InputStager, public_base_url: str
+    ) -> None:
+        self._jobs = jobs
+        self._providers = providers
+        self._stager = stager
+        self._public_base_url = public_base_url
+
+    def dispatch(self, job_id: str, *, seconds_left: float) -> None:
+        job = self._jobs.get(job_id)
+        if job is None:
+            logger.warning("dispatch message for an unknown job", extra={"job_id": job_id})
+            return
+        if job.status != JobStatus.ACCEPTED:
+            logger.info("job already dispatched or ended", extra={"job_id": job_id, "status": job.status})
+            return
+        now = utc_now()
+        if job.dispatch_lease_until is not None:
+            if job.dispatch_lease_until > isoformat(now):
+                raise RetryLater("another dispatcher holds this job")
+            self._settle_lost_attempt(job, "a dispatcher stopped during its submit; the provider may have it")
+            return
+        if seconds_left < SUBMIT_BUDGET_SECONDS:
+            raise RetryLater("not enough time left in this invocation for a submit")
+        lease_until = now + timedelta(seconds=seconds_left + LEASE_MARGIN_SECONDS)
+        try:
+            claimed = self._jobs.update_fields(
+                job,
+                now=isoformat(now),
+                changes={"dispatch_lease_until": isoformat(lease_until), "attempts": job.attempts + 1},
+            )
+        except TransitionConflict:
+            logger.info("another dispatcher claimed the job", extra={"job_id": job_id})
+            return
+        self._submit(claimed)
+
+    def _submit(self, job: Job) -> None:
+        token, token_hash = new_webhook_token() if job.provider == "mirako" else (None, None)
+        try:
+            inputs = (
+                self._stager.for_mirako(job.request)
+                if job.provider == "mirako"
+                else self._stager.for_fal(job.model, job.request)
+            )
+            submission = self._providers(job.provider).submit(
+                job.model,
+                inputs,
+                webhook_url=f"{self._public_base_url}/webhooks/{job.provider}/{job.job_id}",
+                webhook_token=token,
+            )
+        except InputUnavailable as error:
+            self._fail_or_retry(job, JobError(code="INPUT_UNAVAILABLE", message=str(error), retryable=error.retryable))
+            return
+        except ProviderError as error:
+            if error.code == ProviderErrorCode.TIMEOUT:
+                self._settle_lost_attempt(job, error.message)
+                return
+            failure = JobError(code=error.code, message=error.message, retryable=error.retryable)
+            self._fail_or_retry(job, failure, retry_after=error.retry_after)
+            return
+        except Exception:
+            # An unexpected failure before or inside the call: the request may have gone out.
+            logger.exception("submit failed unexpectedly", extra={"job_id": job.job_id})
+            self._settle_lost_attempt(job, "the submit failed unexpectedly; the provider may have it")
+            return
+        self._record_submission(job, submission, token_hash)
+
+    def _record_submission(self, job: Job, submission: Submission, token_hash: str | None) -> None:
+        changes: dict[str, object] = {
+            "provider_request_id": submission.request_id,
+            "provider_urls": submission.urls,
+        }
+        if token_hash is not None:
+            changes["webhook_token_sha256"] = token_hash
+        try:
+            self._jobs.update_status(job, JobStatus.SUBMITTED, now=isoformat(utc_now()), changes=changes)
+        except TransitionConflict:
+            # The owner canceled while we submitted: take it back from the provider, best effort.
+            logger.warning("job changed during its submit; canceling at the provider", extra={"job_id": job.job_id})
+            try:
+                self._providers(job.provider).cancel(submission)
+            except ProviderError:
+                logger.exception("provider cancel failed", extra={"job_id": job.job_id})
+            return
+        logger.info("job submitted", extra={"job_id": job.job_id, "provider_request_id": submission.request_id})
+
+    def _fail_or_retry(self, job: Job, error: JobError, *, retry_after: float | None = None) -> None:
+        now = isoformat(utc_now())
+        if error.retryable:
+            self._jobs.update_fields(
+                job, now=now, changes={"last_error": error.model_dump()}, remove=("dispatch_lease_until",)
+            )
+            raise RetryLater(error.message, retry_after=retry_after)
+        self._jobs.update_status(job, JobStatus.FAILED, now=now, changes={"error": error.model_dump()})
+        logger.info("job failed at submit", extra={"job_id": job.job_id, "code": error.code})
+
+    def _settle_lost_attempt(self, job: Job, reason: str) -> None:
+        logger.warning("submit outcome unknown; waiting for the provider", extra={"job_id": job.job_id, "why": reason})
+        try:
+            self._jobs.update_status(
+                job, JobStatus.SUBMITTED, now=isoformat(utc_now()), changes={"submission_unconfirmed": True}
+            )
+        except TransitionConflict:
+            logger.info("job changed meanwhile", extra={"job_id": job.job_id})
+
+
+class DeadLetters:
+    """A dispatch message that exhausted its tries fails its job, with the last reason it gave."""
+
+    def __init__(self, jobs: JobsRepository) -> None:
+        self._jobs = jobs
+
+    def fail_undispatched(self, job_id: str) -> None:
+        job = self._jobs.get(job_id)
+        if job is None or job.status != JobStatus.ACCEPTED:
+            return  # it went on (or ended) after all: nothing to fail
+        last = job.last_error.message if job.last_error else "no reason was recorded"
+        error = JobError(
+            code="DISPATCH_FAILED",
+            message=f"could not submit to {job.provider} after {job.attempts} tries: {last}",
+            retryable=True,
+        )
+        self._jobs.update_status(job, JobStatus.FAILED, now=isoformat(utc_now()), changes={"error": error.model_dump()})
+        logger.info("undispatched job failed", extra={"job_id": job_id})

@@ -1,0 +1,372 @@
+"""The dispatcher under moto (template.yaml's queue and table) with the providers' HTTP under respx."""
+
+import base64
+import copy
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import httpx
+import pytest
+import respx
+
+from avatarjobs import composition
+from avatarjobs.domain.job import Job, JobStatus, isoformat, utc_now
+from avatarjobs.domain.requests import FalMultiTextRequest, MirakoTalkingAvatarRequest
+from devstack.cloudformation import REGION, Stack
+from functions.dispatch import app as dispatch_app
+from functions.dispatch_dead_letter import app as dead_letter_app
+from tests.api_events import OWNER, load_event
+
+FAL = "https://queue.fal.run"
+MIRAKO = "https://mirako.co"
+PNG = b"\x89PNG\r\n\x1a\n" + b"face" * 16
+WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"voice" * 16
+FAL_MODEL = "fal-ai/ai-avatar/multi-text"
+
+
+class LambdaContext:
+    function_name = "DispatchFunction"
+    memory_limit_in_mb = 512
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:DispatchFunction"
+    aws_request_id = "5b6e1c2a-0000-4000-8000-000000000000"
+
+    def __init__(self, seconds_left: float = 120) -> None:
+        self._deadline = time.monotonic() + seconds_left
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self._deadline - time.monotonic()) * 1000)
+
+
+@pytest.fixture
+def dispatch_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    for name, value in stack.function_environment("DispatchFunction").items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("FAL_KEY", "fal-secret-key")
+    monkeypatch.setenv("MIRAKO_API_KEY", "mirako-secret-key")
+    composition.reset()
+    with respx.mock:  # any request to a route the test did not set fails loudly
+        yield stack
+
+
+def public_base_url() -> str:
+    return composition.provider_settings().public_base_url
+
+
+def fal_job(**fields: Any) -> Job:
+    request = FalMultiTextRequest(
+        provider="fal",
+        model=FAL_MODEL,
+        image_url=fields.pop("image_url", "https://example.com/face.png"),
+        first_text_input="Hi.",
+        second_text_input="Hello!",
+        prompt="Two people talking.",
+        **fields,
+    )
+    return composition.jobs_service().create_job(OWNER, request).job
+
+
+def mirako_job(image_url: str, audio_url: str) -> Job:
+    request = MirakoTalkingAvatarRequest(
+        provider="mirako", model="talking-avatar", image_url=image_url, audio_url=audio_url
+    )
+    return composition.jobs_service().create_job(OWNER, request).job
+
+
+def data_uri(content_type: str, data: bytes) -> str:
+    return f"data:{content_type};base64,{base64.b64encode(data).decode()}"
+
+
+def received_record(stack: Stack, queue: str = "DispatchQueue") -> dict[str, Any]:
+    """The next message of the queue, as the SQS event source hands it to Lambda (with a real receipt handle)."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    [message] = sqs.receive_message(
+        QueueUrl=stack.refs[queue], MaxNumberOfMessages=1, MessageSystemAttributeNames=["All"]
+    )["Messages"]
+    record: dict[str, Any] = copy.deepcopy(load_event("sqs_dispatch.json")["Records"][0])
+    record.update(
+        messageId=message["MessageId"],
+        receiptHandle=message["ReceiptHandle"],
+        body=message["Body"],
+        md5OfBody=message["MD5OfBody"],
+        eventSourceARN=stack.attributes[(queue, "Arn")],
+    )
+    record["attributes"]["ApproximateReceiveCount"] = message["Attributes"]["ApproximateReceiveCount"]
+    return record
+
+
+def dispatch(*records: dict[str, Any]) -> list[str]:
+    """Runs the dispatcher on one batch; returns the ids of the records it reported as failed."""
+    response = dispatch_app.lambda_handler({"Records": list(records)}, LambdaContext())
+    return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
+
+
+def stored(job_id: str) -> Job:
+    return composition.jobs_service().get_job(OWNER, job_id)
+
+
+def fal_accepts(request_id: str = "764cabcf-b745-4b3e-ae38-1200304cf45b") -> respx.Route:
+    return respx.post(f"{FAL}/{FAL_MODEL}").mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "request_id": request_id,
+                "status": "IN_QUEUE",
+                "status_url": f"{FAL}/fal-ai/ai-avatar/requests/{request_id}/status",
+                "response_url": f"{FAL}/fal-ai/ai-avatar/requests/{request_id}",
+                "cancel_url": f"{FAL}/fal-ai/ai-avatar/requests/{request_id}/cancel",
+                "queue_position": 0,
+            },
+        )
+    )
+
+
+def test_a_job_is_submitted_with_our_webhook_and_its_request_id_recorded(dispatch_env: Stack) -> None:
+    job = fal_job(num_frames=81)
+    route = fal_accepts()
+    assert dispatch(received_record(dispatch_env)) == []
+
+    [call] = route.calls
+    url = urlsplit(str(call.request.url))
+    assert parse_qs(url.query) == {"fal_webhook": [f"{public_base_url()}/webhooks/fal/{job.job_id}"]}
+    assert call.request.headers["Authorization"] == "Key fal-secret-key"
+    assert json.loads(call.request.content) == job.request
+    submitted = stored(job.job_id)
+    assert submitted.status == JobStatus.SUBMITTED
+    assert submitted.provider_request_id == "764cabcf-b745-4b3e-ae38-1200304cf45b"
+    # Kept as fal returned them: without the model's sub-path.
+    assert submitted.provider_urls == {
+        "status_url": f"{FAL}/fal-ai/ai-avatar/requests/764cabcf-b745-4b3e-ae38-1200304cf45b/status",
+        "response_url": f"{FAL}/fal-ai/ai-avatar/requests/764cabcf-b745-4b3e-ae38-1200304cf45b",
+        "cancel_url": f"{FAL}/fal-ai/ai-avatar/requests/764cabcf-b745-4b3e-ae38-1200304cf45b/cancel",
+    }
+    assert submitted.attempts == 1
+    assert not submitted.submission_unconfirmed
+
+
+def test_the_same_message_delivered_twice_submits_once(dispatch_env: Stack) -> None:
+    job = fal_job()
+    route = fal_accepts()
+    record = received_record(dispatch_env)
+    duplicate = {**record, "messageId": "duplicate-delivery"}
+    assert dispatch(record, duplicate) == []
+    assert dispatch(record) == []
+    assert route.call_count == 1
+    assert stored(job.job_id).status == JobStatus.SUBMITTED
+
+
+def test_two_concurrent_deliveries_submit_once(dispatch_env: Stack) -> None:
+    job = fal_job()
+    route = fal_accepts()
+    accepted = route.return_value
+    assert accepted is not None
+
+    def slow_accept(_: httpx.Request) -> httpx.Response:
+        time.sleep(0.3)  # keeps the first submit in flight while the second delivery arrives
+        return accepted
+
+    route.side_effect = slow_accept
+    record = received_record(dispatch_env)
+    barrier = threading.Barrier(2)
+    failures: list[list[str]] = []
+
+    def deliver(message_id: str) -> None:
+        barrier.wait()
+        failures.append(dispatch({**record, "messageId": message_id}))
+
+    threads = [threading.Thread(target=deliver, args=(name,)) for name in ("first", "second")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert route.call_count == 1
+    assert len(failures) == 2
+    assert stored(job.job_id).status == JobStatus.SUBMITTED
+
+
+def test_a_retryable_failure_leaves_the_job_accepted_and_backs_off(dispatch_env: Stack) -> None:
+    job = fal_job()
+    respx.post(f"{FAL}/{FAL_MODEL}").mock(return_value=httpx.Response(429, headers={"Retry-After": "120"}))
+    record = received_record(dispatch_env)
+    assert dispatch(record) == [record["messageId"]]
+
+    waiting = stored(job.job_id)
+    assert waiting.status == JobStatus.ACCEPTED
+    assert waiting.dispatch_lease_until is None
+    assert waiting.last_error is not None
+    assert waiting.last_error.code == "PROVIDER_RATE_LIMITED"
+    # The message was made invisible for the provider's Retry-After instead of the queue's default.
+    sqs = boto3.client("sqs", region_name=REGION)
+    assert "Messages" not in sqs.receive_message(QueueUrl=dispatch_env.refs["DispatchQueue"])
+
+    route = fal_accepts()  # the same route, now answering 200
+    assert dispatch(record) == []  # the later delivery succeeds
+    assert [call.response.status_code for call in route.calls] == [429, 200]
+    assert stored(job.job_id).status == JobStatus.SUBMITTED
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_a_server_error_is_retried(dispatch_env: Stack, status: int) -> None:
+    job = fal_job()
+    respx.post(f"{FAL}/{FAL_MODEL}").mock(return_value=httpx.Response(status, text="upstream trouble"))
+    record = received_record(dispatch_env)
+    assert dispatch(record) == [record["messageId"]]
+    assert stored(job.job_id).status == JobStatus.ACCEPTED
+
+
+def test_a_permanent_failure_fails_the_job_with_the_providers_message(dispatch_env: Stack) -> None:
+    job = fal_job()
+    detail = [{"loc": ["body", "image_url"], "msg": "Could not download the image", "type": "value_error"}]
+    respx.post(f"{FAL}/{FAL_MODEL}").mock(return_value=httpx.Response(422, json={"detail": detail}))
+    assert dispatch(received_record(dispatch_env)) == []
+    failed = stored(job.job_id)
+    assert failed.status == JobStatus.FAILED
+    assert failed.error is not None
+    assert "Could not download the image" in failed.error.message
+    assert not failed.error.retryable
+
+
+def test_a_lost_answer_is_never_resubmitted(dispatch_env: Stack) -> None:
+    job = fal_job()
+    route = respx.post(f"{FAL}/{FAL_MODEL}").mock(side_effect=httpx.ReadTimeout("no answer"))
+    record = received_record(dispatch_env)
+    assert dispatch(record) == []
+    assert dispatch(record) == []
+    assert route.call_count == 1
+    waiting = stored(job.job_id)
+    assert waiting.status == JobStatus.SUBMITTED
+    assert waiting.submission_unconfirmed
+
+
+def test_a_dispatcher_that_died_holding_the_lease_is_not_resubmitted(dispatch_env: Stack) -> None:
+    job = fal_job()
+    past = isoformat(utc_now() - timedelta(minutes=5))
+    composition.jobs_service()._jobs.update_fields(job, now=past, changes={"dispatch_lease_until": past})
+    route = fal_accepts()
+    assert dispatch(received_record(dispatch_env)) == []
+    assert route.call_count == 0
+    assert stored(job.job_id).submission_unconfirmed
+
+
+def test_a_job_canceled_during_its_submit_is_canceled_at_the_provider(dispatch_env: Stack) -> None:
+    job = fal_job()
+    accepted = fal_accepts()
+    accepted_response = accepted.return_value
+    assert accepted_response is not None
+
+    def cancel_meanwhile(_: httpx.Request) -> httpx.Response:
+        composition.jobs_service().cancel_job(OWNER, job.job_id)
+        return accepted_response
+
+    accepted.side_effect = cancel_meanwhile
+    cancel = respx.put(f"{FAL}/fal-ai/ai-avatar/requests/764cabcf-b745-4b3e-ae38-1200304cf45b/cancel").mock(
+        return_value=httpx.Response(200, json={"status": "CANCELLATION_REQUESTED"})
+    )
+    assert dispatch(received_record(dispatch_env)) == []
+    assert cancel.call_count == 1
+    assert stored(job.job_id).status == JobStatus.CANCELED
+
+
+def test_an_unknown_job_is_acknowledged_without_a_call(dispatch_env: Stack) -> None:
+    route = fal_accepts()
+    record = copy.deepcopy(load_event("sqs_dispatch.json")["Records"][0])  # names a job that does not exist
+    assert dispatch(record) == []
+    assert route.call_count == 0
+
+
+def test_an_uploaded_input_reaches_fal_as_a_short_lived_presigned_url(dispatch_env: Stack) -> None:
+    job = fal_job(image_url=data_uri("image/png", PNG))
+    route = fal_accepts()
+    assert dispatch(received_record(dispatch_env)) == []
+    sent = json.loads(route.calls[0].request.content)["image_url"]
+    url = urlsplit(sent)
+    assert url.scheme == "https"
+    assert url.hostname == f"{dispatch_env.refs['InputsBucket']}.s3.amazonaws.com"
+    assert url.path == f"/inline/{OWNER}/{job.job_id}/image_url"
+    assert int(parse_qs(url.query)["X-Amz-Expires"][0]) <= 3600
+
+
+def test_mirako_gets_the_bytes_and_a_per_job_webhook_token(dispatch_env: Stack) -> None:
+    job = mirako_job(data_uri("image/png", PNG), data_uri("audio/wav", WAV))
+    route = respx.post(f"{MIRAKO}/v1/video/async_generate_talking_avatar").mock(
+        return_value=httpx.Response(200, json={"data": {"task_id": "xdac2o3c", "status": "IN_QUEUE"}})
+    )
+    assert dispatch(received_record(dispatch_env)) == []
+
+    request = route.calls[0].request
+    body = json.loads(request.content)
+    assert request.headers["Authorization"] == "Bearer mirako-secret-key"
+    assert set(body) == {"image", "audio", "webhook"}
+    assert base64.b64decode(body["image"]) == PNG
+    assert base64.b64decode(body["audio"]) == WAV
+    assert body["webhook"]["url"] == f"{public_base_url()}/webhooks/mirako/{job.job_id}"
+    submitted = stored(job.job_id)
+    assert submitted.status == JobStatus.SUBMITTED
+    assert submitted.provider_request_id == "xdac2o3c"
+    # Only the token's hash is kept.
+    assert submitted.webhook_token_sha256 == hashlib.sha256(body["webhook"]["auth_token"].encode()).hexdigest()
+    assert body["webhook"]["auth_token"] not in json.dumps(submitted.model_dump())
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/face.png",
+        "https://10.0.0.1/face.png",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://[::1]/face.png",
+    ],
+)
+def test_a_mirako_input_on_a_private_address_fails_the_job_and_nothing_is_fetched(
+    dispatch_env: Stack, url: str
+) -> None:
+    job = mirako_job(url, data_uri("audio/wav", WAV))
+    submit = respx.post(f"{MIRAKO}/v1/video/async_generate_talking_avatar")
+    assert dispatch(received_record(dispatch_env)) == []
+    failed = stored(job.job_id)
+    assert failed.status == JobStatus.FAILED
+    assert failed.error is not None
+    assert failed.error.code == "INPUT_UNAVAILABLE"
+    assert "image_url" in failed.error.message
+    assert submit.call_count == 0
+
+
+def test_a_dead_lettered_message_fails_its_job_with_the_last_reason(dispatch_env: Stack) -> None:
+    job = fal_job()
+    respx.post(f"{FAL}/{FAL_MODEL}").mock(return_value=httpx.Response(503, text="overloaded"))
+    assert len(dispatch(received_record(dispatch_env))) == 1
+
+    event = load_event("sqs_dispatch_dead_letter.json")
+    event["Records"][0]["body"] = json.dumps({"job_id": job.job_id})
+    response = dead_letter_app.lambda_handler(event, LambdaContext())
+    assert response["batchItemFailures"] == []
+    failed = stored(job.job_id)
+    assert failed.status == JobStatus.FAILED
+    assert failed.error is not None
+    assert failed.error.code == "DISPATCH_FAILED"
+    assert "after 1 tries" in failed.error.message
+    assert failed.last_error is not None
+    assert failed.last_error.message in failed.error.message
+
+
+def test_a_dead_lettered_message_of_a_submitted_job_changes_nothing(dispatch_env: Stack) -> None:
+    job = fal_job()
+    fal_accepts()
+    dispatch(received_record(dispatch_env))
+    event = load_event("sqs_dispatch_dead_letter.json")
+    event["Records"][0]["body"] = json.dumps({"job_id": job.job_id})
+    assert dead_letter_app.lambda_handler(event, LambdaContext())["batchItemFailures"] == []
+    assert stored(job.job_id).status == JobStatus.SUBMITTED
+
+
+def test_the_sample_dispatch_event_runs(dispatch_env: Stack) -> None:
+    route = fal_accepts()
+    response = dispatch_app.lambda_handler(load_event("sqs_dispatch.json"), LambdaContext())
+    assert response == {"batchItemFailures": []}  # both name unknown jobs: acknowledged, nothing sent
+    assert route.call_count == 0
