@@ -4,6 +4,7 @@ import base64
 import copy
 import hashlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import respx
 from avatarjobs import composition
 from avatarjobs.domain.job import Job, JobStatus, isoformat, utc_now
 from avatarjobs.domain.requests import FalMultiTextRequest, MirakoTalkingAvatarRequest
+from avatarjobs.net.safe_fetch import SafeFetcher, UnsafeUrl
 from devstack.cloudformation import REGION, Stack
 from functions.dispatch import app as dispatch_app
 from functions.dispatch_dead_letter import app as dead_letter_app
@@ -370,3 +372,56 @@ def test_the_sample_dispatch_event_runs(dispatch_env: Stack) -> None:
     response = dispatch_app.lambda_handler(load_event("sqs_dispatch.json"), LambdaContext())
     assert response == {"batchItemFailures": []}  # both name unknown jobs: acknowledged, nothing sent
     assert route.call_count == 0
+
+
+def test_the_provider_key_comes_from_secrets_manager_when_no_key_is_set(
+    dispatch_env: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name="avatarjobs/fal", SecretString="fal-key-from-secrets-manager"
+    )
+    monkeypatch.delenv("FAL_KEY")
+    monkeypatch.setenv("FAL_KEY_SECRET_ARN", secret["ARN"])
+    composition.reset()
+    fal_job()
+    route = fal_accepts()
+    assert dispatch(received_record(dispatch_env)) == []
+    assert route.calls[0].request.headers["Authorization"] == "Key fal-key-from-secrets-manager"
+
+
+def test_without_any_key_the_job_fails_and_says_so(dispatch_env: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FAL_KEY")
+    composition.reset()
+    job = fal_job()
+    assert dispatch(received_record(dispatch_env)) == []
+    failed = stored(job.job_id)
+    assert failed.status == JobStatus.FAILED
+    assert failed.error is not None
+    assert "no API key is configured" in failed.error.message
+
+
+def test_a_mirako_input_whose_name_resolves_to_a_private_address_fails_the_job(dispatch_env: Stack) -> None:
+    lookups: list[str] = []
+
+    def private_resolver(host: str, port: object, *args: object, **kwargs: object) -> list[Any]:
+        lookups.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.20.30.40", 443))]
+
+    composition.dispatcher()._stager._fetcher = SafeFetcher(resolver=private_resolver)
+    respx.route(host="avatars.example.net").pass_through()  # to the fetcher's own vetting connection layer
+    job = mirako_job("https://avatars.example.net/face.png", data_uri("audio/wav", WAV))
+    submit = respx.post(f"{MIRAKO}/v1/video/async_generate_talking_avatar")
+    assert dispatch(received_record(dispatch_env)) == []
+    failed = stored(job.job_id)
+    assert failed.status == JobStatus.FAILED
+    assert failed.error is not None
+    assert "avatars.example.net resolves to 10.20.30.40" in failed.error.message
+    assert lookups == ["avatars.example.net"]
+    assert submit.call_count == 0
+
+
+def test_the_environment_template_yaml_gives_refuses_loopback(dispatch_env: Stack) -> None:
+    assert composition.provider_settings().allow_loopback_http is False
+    fetcher = composition.dispatcher()._stager._fetcher
+    with pytest.raises(UnsafeUrl):
+        fetcher.fetch("http://127.0.0.1:8080/face.png", max_bytes=10, allowed_content_types={"image/png"})

@@ -83,3 +83,29 @@ def test_the_api_function_gets_every_setting_the_code_reads(stack: Stack, monkey
     settings = Settings.from_environment()
     assert settings.jobs_table_name == stack.refs["JobsTable"]
     assert settings.dispatch_queue_url == stack.refs["DispatchQueue"]
+
+
+def test_the_dispatcher_reads_its_queue_with_partial_failures_and_capped_concurrency() -> None:
+    dispatcher = RESOURCES["DispatchFunction"]["Properties"]
+    assert dispatcher["Timeout"] == {"Ref": "DispatchFunctionTimeout"}  # the queue's visibility is 6x this
+    [source] = dispatcher["Events"].values()
+    assert source["Type"] == "SQS"
+    assert source["Properties"]["Queue"] == {"Fn::GetAtt": ["DispatchQueue", "Arn"]}
+    assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert source["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "ProviderMaxConcurrency"}}
+    # The dispatcher needs 75 s per submit attempt: its default timeout must leave room for that.
+    assert int(TEMPLATE["Parameters"]["DispatchFunctionTimeout"]["Default"]) >= 75 + 30
+
+
+def test_the_dead_letter_queue_has_a_consumer_that_fails_the_jobs() -> None:
+    [source] = RESOURCES["DispatchDeadLetterFunction"]["Properties"]["Events"].values()
+    assert source["Properties"]["Queue"] == {"Fn::GetAtt": ["DispatchDeadLetterQueue", "Arn"]}
+    assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_no_deployed_function_may_reach_loopback_or_plain_http() -> None:
+    for logical_id, resource in RESOURCES.items():
+        if resource["Type"] == "AWS::Serverless::Function":
+            variables = resource["Properties"].get("Environment", {}).get("Variables", {})
+            assert "AVATARJOBS_ALLOW_LOOPBACK_HTTP" not in variables, logical_id
+    assert "AVATARJOBS_ALLOW_LOOPBACK_HTTP" not in TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
