@@ -15,6 +15,7 @@ from avatarjobs.domain.job import JobOutput, JobStatus
 from devstack.cloudformation import REGION, Stack
 from functions.api.app import lambda_handler
 from tests.api_events import OWNER, api_event, load_event
+from tests.lambda_context import LambdaContext
 
 FACE = "https://example.com/face.png"
 SPEECH = "https://example.com/speech.wav"
@@ -52,13 +53,6 @@ def job_body(model: str = "fal-ai/ai-avatar/multi-text", **fields: Any) -> dict[
     return {name: value for name, value in body.items() if value is not None}
 
 
-class LambdaContext:
-    function_name = "ApiFunction"
-    memory_limit_in_mb = 512
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:ApiFunction"
-    aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e812345678"
-
-
 Call = Callable[..., tuple[int, dict[str, str], Any]]
 
 
@@ -66,7 +60,7 @@ Call = Callable[..., tuple[int, dict[str, str], Any]]
 def call(stack: Stack) -> Call:
     def invoke(method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, str], Any]:
         event = kwargs.pop("event", None) or api_event(method, path, **kwargs)
-        response = lambda_handler(event, LambdaContext())
+        response = lambda_handler(event, LambdaContext("ApiFunction"))
         headers = {name: values[-1] for name, values in response.get("multiValueHeaders", {}).items()}
         headers.update(response.get("headers") or {})
         body = response["body"]

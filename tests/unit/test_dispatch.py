@@ -25,25 +25,13 @@ from devstack.cloudformation import REGION, Stack
 from functions.dispatch import app as dispatch_app
 from functions.dispatch_dead_letter import app as dead_letter_app
 from tests.api_events import OWNER, load_event
+from tests.lambda_context import LambdaContext
 
 FAL = "https://queue.fal.run"
 MIRAKO = "https://mirako.co"
 PNG = b"\x89PNG\r\n\x1a\n" + b"face" * 16
 WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"voice" * 16
 FAL_MODEL = "fal-ai/ai-avatar/multi-text"
-
-
-class LambdaContext:
-    function_name = "DispatchFunction"
-    memory_limit_in_mb = 512
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:DispatchFunction"
-    aws_request_id = "5b6e1c2a-0000-4000-8000-000000000000"
-
-    def __init__(self, seconds_left: float = 120) -> None:
-        self._deadline = time.monotonic() + seconds_left
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self._deadline - time.monotonic()) * 1000)
 
 
 @pytest.fixture
@@ -105,7 +93,7 @@ def received_record(stack: Stack, queue: str = "DispatchQueue") -> dict[str, Any
 
 def dispatch(*records: dict[str, Any]) -> list[str]:
     """Runs the dispatcher on one batch; returns the ids of the records it reported as failed."""
-    response = dispatch_app.lambda_handler({"Records": list(records)}, LambdaContext())
+    response = dispatch_app.lambda_handler({"Records": list(records)}, LambdaContext("DispatchFunction"))
     return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
 
 
@@ -346,7 +334,7 @@ def test_a_dead_lettered_message_fails_its_job_with_the_last_reason(dispatch_env
 
     event = load_event("sqs_dispatch_dead_letter.json")
     event["Records"][0]["body"] = json.dumps({"job_id": job.job_id})
-    response = dead_letter_app.lambda_handler(event, LambdaContext())
+    response = dead_letter_app.lambda_handler(event, LambdaContext("DispatchDeadLetterFunction"))
     assert response["batchItemFailures"] == []
     failed = stored(job.job_id)
     assert failed.status == JobStatus.FAILED
@@ -363,13 +351,13 @@ def test_a_dead_lettered_message_of_a_submitted_job_changes_nothing(dispatch_env
     dispatch(received_record(dispatch_env))
     event = load_event("sqs_dispatch_dead_letter.json")
     event["Records"][0]["body"] = json.dumps({"job_id": job.job_id})
-    assert dead_letter_app.lambda_handler(event, LambdaContext())["batchItemFailures"] == []
+    assert dead_letter_app.lambda_handler(event, LambdaContext("DispatchDeadLetterFunction"))["batchItemFailures"] == []
     assert stored(job.job_id).status == JobStatus.SUBMITTED
 
 
 def test_the_sample_dispatch_event_runs(dispatch_env: Stack) -> None:
     route = fal_accepts()
-    response = dispatch_app.lambda_handler(load_event("sqs_dispatch.json"), LambdaContext())
+    response = dispatch_app.lambda_handler(load_event("sqs_dispatch.json"), LambdaContext("DispatchFunction"))
     assert response == {"batchItemFailures": []}  # both name unknown jobs: acknowledged, nothing sent
     assert route.call_count == 0
 
