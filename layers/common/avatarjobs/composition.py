@@ -14,6 +14,7 @@ from avatarjobs.net.safe_fetch import SafeFetcher
 from avatarjobs.providers import http as provider_http
 from avatarjobs.providers.base import Provider
 from avatarjobs.providers.fal import FalQueueProvider
+from avatarjobs.providers.fal_webhook_signature import FalWebhookVerifier, http_jwks_fetcher
 from avatarjobs.providers.mirako import MirakoProvider
 from avatarjobs.settings import ProviderSettings, Settings
 
@@ -45,11 +46,18 @@ def jobs_service() -> JobsService:
     )
 
 
+@cache
+def fal_webhook_verifier() -> FalWebhookVerifier:
+    """One per process, so the JWKS it caches serves every warm invocation."""
+    return FalWebhookVerifier(http_jwks_fetcher(provider_settings().fal_jwks_url))
+
+
 def provider(name: str) -> Provider:
     """A provider adapter with its current key (keys come from a five-minute cache, so rotation is picked up)."""
     config = provider_settings()
     if name == "fal":
-        return FalQueueProvider(config.fal_queue_base_url, provider_key("FAL_KEY", config.fal_key_secret_arn))
+        key = provider_key("FAL_KEY", config.fal_key_secret_arn)
+        return FalQueueProvider(config.fal_queue_base_url, key, webhook_verifier=fal_webhook_verifier())
     if name == "mirako":
         key = provider_key("MIRAKO_API_KEY", config.mirako_key_secret_arn)
         return MirakoProvider(config.mirako_base_url, key)
@@ -81,5 +89,6 @@ def reset() -> None:
     """Forget every cached client and service (for tests that start a fresh mocked account)."""
     aws_clients.reset()
     provider_http.reset_clients()
-    for factory in (settings, provider_settings, jobs_service, dispatcher, dispatch_redelivery, dead_letters):
+    factories = (settings, provider_settings, jobs_service, dispatcher, dispatch_redelivery, dead_letters)
+    for factory in (*factories, fal_webhook_verifier):
         factory.cache_clear()

@@ -3,6 +3,7 @@
 The types here say nothing about HTTP, so the domain can use them and tests can fake a provider in a few lines.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -91,6 +92,31 @@ class CancelOutcome(StrEnum):
     UNSUPPORTED = "UNSUPPORTED"  # the provider has no cancel operation: the job runs to its end
 
 
+@dataclass(frozen=True)
+class WebhookNotice:
+    """What an authenticated webhook says.
+
+    `trusted`: the body itself can be believed (fal signs it). Otherwise it is only a hint that the job
+    moved, to be confirmed through the status call (Mirako's webhook body is not documented).
+    """
+
+    request_id: str | None
+    trusted: bool
+    succeeded: bool | None = None
+    video_url: str | None = None
+    content_type: str | None = None
+    file_size: int | None = None
+    error: str | None = None
+
+
+class InvalidWebhook(Exception):
+    """The call is not an authentic webhook from this provider (answer 401, change nothing)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class Provider(Protocol):
     name: str
 
@@ -109,3 +135,10 @@ class Provider(Protocol):
         ...
 
     def cancel(self, submission: Submission) -> CancelOutcome: ...
+
+    def verify_webhook(self, headers: Mapping[str, str], raw_body: bytes, *, token_sha256: str | None) -> WebhookNotice:
+        """Authenticates a webhook call and reads it; InvalidWebhook when it is not genuine.
+
+        fal: the ED25519 signature over the raw body. Mirako: the job's Bearer token, against `token_sha256`.
+        """
+        ...

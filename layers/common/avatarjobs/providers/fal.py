@@ -7,6 +7,7 @@ never rebuilt. There is no FAILED state: a failed run is COMPLETED and its resul
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import httpx
@@ -14,13 +15,16 @@ from pydantic import BaseModel, Field, ValidationError
 
 from avatarjobs.providers.base import (
     CancelOutcome,
+    InvalidWebhook,
     ProviderError,
     ProviderErrorCode,
     ProviderState,
     StatusReport,
     Submission,
     VideoResult,
+    WebhookNotice,
 )
+from avatarjobs.providers.fal_webhook_signature import FalWebhookVerifier, InvalidSignature
 from avatarjobs.providers.http import error_for_response, json_object, json_or_none, send, shared_client
 
 # owner/app[/endpoint...]: the model goes into the URL path, so nothing that could change the path's meaning.
@@ -147,12 +151,19 @@ def parse_fal_webhook(raw_body: bytes) -> FalWebhookEvent:
 class FalQueueProvider:
     name = "fal"
 
-    def __init__(self, base_url: str, api_key: str, client: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        client: httpx.Client | None = None,
+        webhook_verifier: FalWebhookVerifier | None = None,
+    ) -> None:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._client = client if client is not None else shared_client(self._base_url)
         base = httpx.URL(self._base_url)
         self._origin = (base.scheme, base.host, base.port)
+        self._webhook_verifier = webhook_verifier
 
     def submit(
         self, model: str, inputs: dict[str, Any], *, webhook_url: str, webhook_token: str | None = None
@@ -276,3 +287,27 @@ class FalQueueProvider:
                 f"fal's {name} is not on the queue's host {self._origin[1]}",
                 retryable=False,
             )
+
+    def verify_webhook(self, headers: Mapping[str, str], raw_body: bytes, *, token_sha256: str | None) -> WebhookNotice:
+        """The signature first, over the raw bytes; then the body, which must name the signed request."""
+        if self._webhook_verifier is None:
+            raise InvalidWebhook("no fal webhook verifier is configured")
+        try:
+            verified = self._webhook_verifier.verify(headers, raw_body)
+        except InvalidSignature as error:
+            raise InvalidWebhook(error.reason) from None
+        try:
+            event = parse_fal_webhook(raw_body)
+        except InvalidWebhookBody as error:
+            raise InvalidWebhook(str(error)) from None
+        if event.request_id != verified.request_id:
+            raise InvalidWebhook("the body names another request than the signed headers")
+        return WebhookNotice(
+            request_id=event.request_id,
+            trusted=True,
+            succeeded=event.ok,
+            video_url=event.video_url,
+            content_type=event.content_type,
+            file_size=event.file_size,
+            error=event.error,
+        )

@@ -9,7 +9,9 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import secrets
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -18,12 +20,14 @@ from pydantic import BaseModel, ValidationError
 
 from avatarjobs.providers.base import (
     CancelOutcome,
+    InvalidWebhook,
     ProviderError,
     ProviderErrorCode,
     ProviderState,
     StatusReport,
     Submission,
     VideoResult,
+    WebhookNotice,
 )
 from avatarjobs.providers.http import error_for_response, json_object, json_or_none, redact, send, shared_client
 
@@ -235,3 +239,15 @@ class MirakoProvider:
                 response, f"{action}: {message}", secrets=[self._api_key, webhook_token], provider_code=title
             )
         return response
+
+    def verify_webhook(self, headers: Mapping[str, str], raw_body: bytes, *, token_sha256: str | None) -> WebhookNotice:
+        """The job's Bearer token, in constant time. The body is undocumented: its task id is only a hint."""
+        authorization = next((value for name, value in headers.items() if name.lower() == "authorization"), None)
+        if not token_sha256 or not verify_webhook_token(authorization, token_sha256):
+            raise InvalidWebhook("missing or wrong Bearer token")
+        try:
+            body = json.loads(raw_body)
+        except ValueError:
+            body = None
+        task_id = body.get("id") if isinstance(body, dict) else None
+        return WebhookNotice(request_id=task_id if isinstance(task_id, str) else None, trusted=False)
