@@ -59,8 +59,16 @@ class JobsService:
 
     # -- create ---------------------------------------------------------------------------------------------
 
-    def create_job(self, owner: str, request: JobRequestModel, idempotency_key: str | None = None) -> CreatedJob:
-        self._check_s3_inputs_are_owned(owner, request)
+    def create_job(
+        self,
+        owner: str,
+        request: JobRequestModel,
+        idempotency_key: str | None = None,
+        *,
+        s3_input_prefix: str | None = None,
+    ) -> CreatedJob:
+        """`s3_input_prefix`: where in the inputs bucket this caller's s3:// inputs may be (default: its uploads)."""
+        self._check_s3_inputs_are_owned(s3_input_prefix or uploads_prefix(owner), request)
         request_print = fingerprint(request)
         if idempotency_key is not None:
             replay = self._replay(owner, idempotency_key, request_print)
@@ -130,8 +138,7 @@ class JobsService:
         except Exception:
             logger.exception("could not mark unqueued job as failed", extra={"job_id": job.job_id})
 
-    def _check_s3_inputs_are_owned(self, owner: str, request: JobRequestModel) -> None:
-        prefix = uploads_prefix(owner)
+    def _check_s3_inputs_are_owned(self, prefix: str, request: JobRequestModel) -> None:
         for name in media_field_names(type(request)):
             value = getattr(request, name)
             if isinstance(value, str) and value.startswith("s3://"):
