@@ -197,6 +197,24 @@ def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
     return converted
 
 
+def _create_topic(stack: Stack, session: boto3.Session, logical_id: str, properties: dict[str, Any]) -> None:
+    client = session.client("sns", region_name=REGION)
+    name = str(stack.resolve(properties.get("TopicName", f"{stack.stack_name}-{logical_id}")))
+    arn = client.create_topic(Name=name)["TopicArn"]
+    stack.refs[logical_id] = arn
+    stack.attributes[(logical_id, "TopicArn")] = arn
+    stack.attributes[(logical_id, "TopicName")] = name
+
+
+def _create_event_bus(stack: Stack, session: boto3.Session, logical_id: str, properties: dict[str, Any]) -> None:
+    client = session.client("events", region_name=REGION)
+    name = str(stack.resolve(properties.get("Name", f"{stack.stack_name}-{logical_id}")))
+    arn = client.create_event_bus(Name=name)["EventBusArn"]
+    stack.refs[logical_id] = name
+    stack.attributes[(logical_id, "Arn")] = arn
+    stack.attributes[(logical_id, "Name")] = name
+
+
 def _name_api(stack: Stack, _: boto3.Session, logical_id: str, __: dict[str, Any]) -> None:
     """REST APIs are not made in moto; their id only shapes URLs, which the local stack overrides."""
     stack.refs[logical_id] = f"{stack.stack_name}-{logical_id}".lower()
@@ -210,13 +228,15 @@ _CREATION_ORDER: list[tuple[str, Creator, Callable[[dict[str, Any]], bool]]] = [
     ("AWS::S3::Bucket", _create_bucket, lambda _: True),
     ("AWS::SQS::Queue", _create_queue, lambda properties: "RedrivePolicy" not in properties),
     ("AWS::SQS::Queue", _create_queue, lambda properties: "RedrivePolicy" in properties),
+    ("AWS::SNS::Topic", _create_topic, lambda _: True),
+    ("AWS::Events::EventBus", _create_event_bus, lambda _: True),
 ]
 
 
 def provision(
     session: boto3.Session | None = None, template: dict[str, Any] | None = None, stack_name: str = "avatarjobs"
 ) -> Stack:
-    """Creates the template's tables, buckets and queues; returns what their Refs and GetAtts resolve to."""
+    """Creates the template's tables, buckets, queues, topics and buses; returns what Refs and GetAtts resolve to."""
     session = session or boto3.Session(region_name=REGION)
     stack = Stack(template=template if template is not None else load_template(), stack_name=stack_name)
     for resource_type, create, selected in _CREATION_ORDER:

@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatarjobs.composition import dispatch_redelivery, dispatcher
 from avatarjobs.domain.dispatch_service import RetryLater
-from avatarjobs.domain.messages import DispatchMessage
+from avatarjobs.domain.messages import JobMessage
 from avatarjobs.observability import logger, metrics, tracer
 
 # A batch whose every record must be retried is reported like any partial failure: an invocation error
@@ -19,7 +19,7 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 @tracer.capture_method
 def dispatch_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
-    message = DispatchMessage.model_validate_json(record.body)
+    message = JobMessage.model_validate_json(record.body)
     try:
         dispatcher().dispatch(message.job_id, seconds_left=lambda_context.get_remaining_time_in_millis() / 1000)
     except RetryLater as retry:

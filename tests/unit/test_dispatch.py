@@ -22,8 +22,8 @@ from avatarjobs.domain.job import Job, JobStatus, isoformat, utc_now
 from avatarjobs.domain.requests import FalMultiTextRequest, MirakoTalkingAvatarRequest
 from avatarjobs.net.safe_fetch import SafeFetcher, UnsafeUrl
 from devstack.cloudformation import REGION, Stack
+from functions.dead_letter import app as dead_letter_app
 from functions.dispatch import app as dispatch_app
-from functions.dispatch_dead_letter import app as dead_letter_app
 from tests.api_events import OWNER, load_event
 from tests.lambda_context import LambdaContext
 
@@ -332,9 +332,9 @@ def test_a_dead_lettered_message_fails_its_job_with_the_last_reason(dispatch_env
     respx.post(f"{FAL}/{FAL_MODEL}").mock(return_value=httpx.Response(503, text="overloaded"))
     assert len(dispatch(received_record(dispatch_env))) == 1
 
-    event = load_event("sqs_dispatch_dead_letter.json")
+    event = load_event("sqs_dead_letter.json")
     event["Records"][0]["body"] = json.dumps({"job_id": job.job_id})
-    response = dead_letter_app.lambda_handler(event, LambdaContext("DispatchDeadLetterFunction"))
+    response = dead_letter_app.lambda_handler(event, LambdaContext("DeadLetterFunction"))
     assert response["batchItemFailures"] == []
     failed = stored(job.job_id)
     assert failed.status == JobStatus.FAILED
@@ -349,9 +349,9 @@ def test_a_dead_lettered_message_of_a_submitted_job_changes_nothing(dispatch_env
     job = fal_job()
     fal_accepts()
     dispatch(received_record(dispatch_env))
-    event = load_event("sqs_dispatch_dead_letter.json")
+    event = load_event("sqs_dead_letter.json")
     event["Records"][0]["body"] = json.dumps({"job_id": job.job_id})
-    assert dead_letter_app.lambda_handler(event, LambdaContext("DispatchDeadLetterFunction"))["batchItemFailures"] == []
+    assert dead_letter_app.lambda_handler(event, LambdaContext("DeadLetterFunction"))["batchItemFailures"] == []
     assert stored(job.job_id).status == JobStatus.SUBMITTED
 
 

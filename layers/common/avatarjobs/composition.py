@@ -3,11 +3,12 @@
 from functools import cache
 
 from avatarjobs.adapters import aws_clients
-from avatarjobs.adapters.dispatch_queue import SqsDispatchQueue, SqsRedelivery
+from avatarjobs.adapters.job_queues import SqsJobQueue, SqsRedelivery
 from avatarjobs.adapters.jobs_table import DynamoJobsRepository
 from avatarjobs.adapters.media_store import S3MediaStore
 from avatarjobs.adapters.provider_keys import provider_key
-from avatarjobs.domain.dispatch_service import DeadLetters, Dispatcher
+from avatarjobs.domain.dead_letters import DeadLetters
+from avatarjobs.domain.dispatch_service import Dispatcher
 from avatarjobs.domain.input_staging import InputStager
 from avatarjobs.domain.jobs_service import JobsService
 from avatarjobs.net.safe_fetch import SafeFetcher
@@ -16,7 +17,7 @@ from avatarjobs.providers.base import Provider
 from avatarjobs.providers.fal import FalQueueProvider
 from avatarjobs.providers.fal_webhook_signature import FalWebhookVerifier, http_jwks_fetcher
 from avatarjobs.providers.mirako import MirakoProvider
-from avatarjobs.settings import ProviderSettings, Settings
+from avatarjobs.settings import MissingSetting, ProviderSettings, Settings
 
 
 @cache
@@ -41,7 +42,7 @@ def _media_store() -> S3MediaStore:
 def jobs_service() -> JobsService:
     return JobsService(
         jobs=_jobs_repository(),
-        queue=SqsDispatchQueue(aws_clients.sqs(), settings().dispatch_queue_url),
+        queue=SqsJobQueue(aws_clients.sqs(), settings().dispatch_queue_url),
         media=_media_store(),
     )
 
@@ -71,7 +72,7 @@ def dispatcher() -> Dispatcher:
         jobs=_jobs_repository(),
         providers=provider,
         stager=InputStager(_media_store(), fetcher),
-        public_base_url=provider_settings().public_base_url,
+        public_base_url=_required_setting(provider_settings().public_base_url, "PUBLIC_BASE_URL"),
     )
 
 
@@ -83,6 +84,12 @@ def dispatch_redelivery() -> SqsRedelivery:
 @cache
 def dead_letters() -> DeadLetters:
     return DeadLetters(_jobs_repository())
+
+
+def _required_setting(value: str | None, name: str) -> str:
+    if not value:
+        raise MissingSetting(name)
+    return value
 
 
 def reset() -> None:

@@ -46,7 +46,7 @@ class ProviderSettings:
     fal_queue_base_url: str
     fal_jwks_url: str
     mirako_base_url: str
-    public_base_url: str
+    public_base_url: str | None  # our webhook base: the dispatcher's (functions behind the API cannot have it)
     fal_key_secret_arn: str | None
     mirako_key_secret_arn: str | None
     # Only the local stack sets AVATARJOBS_ALLOW_LOOPBACK_HTTP, so its emulators on http://127.0.0.1 are
@@ -59,7 +59,7 @@ class ProviderSettings:
             fal_queue_base_url=os.environ.get("FAL_QUEUE_BASE_URL") or "https://queue.fal.run",
             fal_jwks_url=os.environ.get("FAL_JWKS_URL") or "https://rest.alpha.fal.ai/.well-known/jwks.json",
             mirako_base_url=os.environ.get("MIRAKO_BASE_URL") or "https://mirako.co",
-            public_base_url=_required("PUBLIC_BASE_URL").rstrip("/"),
+            public_base_url=(os.environ.get("PUBLIC_BASE_URL") or "").rstrip("/") or None,
             fal_key_secret_arn=os.environ.get("FAL_KEY_SECRET_ARN") or None,
             mirako_key_secret_arn=os.environ.get("MIRAKO_KEY_SECRET_ARN") or None,
             allow_loopback_http=_flag("AVATARJOBS_ALLOW_LOOPBACK_HTTP"),

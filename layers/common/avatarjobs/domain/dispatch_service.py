@@ -149,23 +149,3 @@ class Dispatcher:
             )
         except TransitionConflict:
             logger.info("job changed meanwhile", extra={"job_id": job.job_id})
-
-
-class DeadLetters:
-    """A dispatch message that exhausted its tries fails its job, with the last reason it gave."""
-
-    def __init__(self, jobs: JobsRepository) -> None:
-        self._jobs = jobs
-
-    def fail_undispatched(self, job_id: str) -> None:
-        job = self._jobs.get(job_id)
-        if job is None or job.status != JobStatus.ACCEPTED:
-            return  # it went on (or ended) after all: nothing to fail
-        last = job.last_error.message if job.last_error else "no reason was recorded"
-        error = JobError(
-            code="DISPATCH_FAILED",
-            message=f"could not submit to {job.provider} after {job.attempts} tries: {last}",
-            retryable=True,
-        )
-        self._jobs.update_status(job, JobStatus.FAILED, now=isoformat(utc_now()), changes={"error": error.model_dump()})
-        logger.info("undispatched job failed", extra={"job_id": job_id})

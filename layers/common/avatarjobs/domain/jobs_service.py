@@ -23,9 +23,9 @@ from avatarjobs.domain.ids import is_job_id, new_job_id
 from avatarjobs.domain.job import Job, JobError, JobStatus, isoformat, utc_now
 from avatarjobs.domain.media import media_field_names, parse_data_uri, parse_s3_uri
 from avatarjobs.domain.ports import (
-    DispatchQueue,
     IdempotencyKeyTaken,
     IdempotencyRecord,
+    JobQueue,
     JobsRepository,
     MediaStore,
 )
@@ -52,7 +52,7 @@ def uploads_prefix(owner: str) -> str:
 
 
 class JobsService:
-    def __init__(self, jobs: JobsRepository, queue: DispatchQueue, media: MediaStore) -> None:
+    def __init__(self, jobs: JobsRepository, queue: JobQueue, media: MediaStore) -> None:
         self._jobs = jobs
         self._queue = queue
         self._media = media

@@ -44,7 +44,7 @@ class JobsRepository(Protocol):
         """Newest first; returns the page and the job id to continue after (None on the last page)."""
 
 
-class DispatchQueue(Protocol):
+class JobQueue(Protocol):
     def send(self, job_id: str) -> None: ...
 
 

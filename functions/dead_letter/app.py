@@ -1,4 +1,4 @@
-"""Fails the job of every dispatch message that landed in the dead-letter queue, with its last reason."""
+"""Fails the job of every message that landed in a dead-letter queue (dispatch or finalize), with the reason."""
 
 from typing import Any
 
@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatarjobs.composition import dead_letters
-from avatarjobs.domain.messages import DispatchMessage
+from avatarjobs.domain.messages import JobMessage
 from avatarjobs.observability import logger, metrics, tracer
 
 # A batch whose every record must be retried is reported like any partial failure: an invocation error
@@ -17,7 +17,7 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 
 def fail_job(record: SQSRecord) -> None:
-    dead_letters().fail_undispatched(DispatchMessage.model_validate_json(record.body).job_id)
+    dead_letters().fail_stuck_job(JobMessage.model_validate_json(record.body).job_id)
 
 
 @logger.inject_lambda_context

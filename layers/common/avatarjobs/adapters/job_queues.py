@@ -1,22 +1,20 @@
-"""The dispatch queue: one message per accepted job, read by the dispatcher."""
+"""The job queues (dispatch, finalize): one `{"job_id"}` message per step to take, and backoff for retries."""
 
 from typing import TYPE_CHECKING
 
-from avatarjobs.domain.messages import DispatchMessage
+from avatarjobs.domain.messages import JobMessage
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 
-class SqsDispatchQueue:
+class SqsJobQueue:
     def __init__(self, client: "SQSClient", queue_url: str) -> None:
         self._client = client
         self._queue_url = queue_url
 
     def send(self, job_id: str) -> None:
-        self._client.send_message(
-            QueueUrl=self._queue_url, MessageBody=DispatchMessage(job_id=job_id).model_dump_json()
-        )
+        self._client.send_message(QueueUrl=self._queue_url, MessageBody=JobMessage(job_id=job_id).model_dump_json())
 
 
 class SqsRedelivery:

@@ -1,0 +1,42 @@
+"""The notifier: tells subscribers (SNS and EventBridge) of every terminal transition on the Jobs table's stream."""
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from avatarjobs.adapters.jobs_table import job_from_item
+from avatarjobs.composition_notify import subscribers
+from avatarjobs.domain.job_events import job_event
+from avatarjobs.observability import logger, metrics, tracer
+
+# Failures are always reported per record (the stream resumes from the first failed sequence number, and with
+# BisectBatchOnFunctionError the batch is split there), never as an invocation error, even when every record
+# failed; records that keep failing go to NotifyFailureQueue.
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
+
+
+@tracer.capture_method
+def notify_record(record: DynamoDBRecord) -> None:
+    # The raw AttributeValue images, decoded as the repository decodes its items (the data class would turn
+    # them into plain values, numbers into Decimals). REMOVE (a TTL delete) has no new image: nothing to tell.
+    images: dict[str, Any] = record.raw_event["dynamodb"]
+    if "NewImage" not in images:
+        return
+    old = job_from_item(images["OldImage"]) if "OldImage" in images else None
+    event = job_event(old, job_from_item(images["NewImage"]))
+    if event is None:
+        return
+    subscribers().publish(event)
+    logger.info("job event published", extra={"event_id": event.event_id, "type": event.type})
+    metrics.add_metric(name="JobEventsPublished", unit=MetricUnit.Count, value=1)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(event=event, record_handler=notify_record, processor=processor, context=context)
