@@ -7,9 +7,10 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from avatarjobs.adapters.job_queues import retry_later
 from avatarjobs.composition import dispatch_redelivery, dispatcher
-from avatarjobs.domain.dispatch_service import RetryLater
 from avatarjobs.domain.messages import JobMessage
+from avatarjobs.domain.retries import RetryLater
 from avatarjobs.observability import logger, metrics, tracer
 
 # A batch whose every record must be retried is reported like any partial failure: an invocation error
@@ -23,8 +24,7 @@ def dispatch_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
     try:
         dispatcher().dispatch(message.job_id, seconds_left=lambda_context.get_remaining_time_in_millis() / 1000)
     except RetryLater as retry:
-        delay = retry.delay_seconds(int(record.attributes.approximate_receive_count))
-        dispatch_redelivery().postpone(record.receipt_handle, delay)
+        retry_later(record, retry, dispatch_redelivery())
         raise
 
 

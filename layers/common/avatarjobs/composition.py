@@ -1,16 +1,24 @@
 """The composition root: builds the use cases from settings and AWS adapters, once per process."""
 
-from functools import cache
+from collections.abc import Callable
+from functools import _lru_cache_wrapper, cache
+from typing import Any
 
 from avatarjobs.adapters import aws_clients
 from avatarjobs.adapters.job_queues import SqsJobQueue, SqsRedelivery
 from avatarjobs.adapters.jobs_table import DynamoJobsRepository
 from avatarjobs.adapters.media_store import S3MediaStore
 from avatarjobs.adapters.provider_keys import provider_key
+from avatarjobs.adapters.video_store import S3VideoStore
 from avatarjobs.domain.dead_letters import DeadLetters
 from avatarjobs.domain.dispatch_service import Dispatcher
+from avatarjobs.domain.finalize_service import Finalizer
 from avatarjobs.domain.input_staging import InputStager
 from avatarjobs.domain.jobs_service import JobsService
+from avatarjobs.domain.provider_progress import ProviderProgress
+from avatarjobs.domain.reconcile_service import Reconciler
+from avatarjobs.domain.video_copy import VideoCopier
+from avatarjobs.domain.webhooks import WebhookReceiver
 from avatarjobs.net.safe_fetch import SafeFetcher
 from avatarjobs.providers import http as provider_http
 from avatarjobs.providers.base import Provider
@@ -19,13 +27,22 @@ from avatarjobs.providers.fal_webhook_signature import FalWebhookVerifier, http_
 from avatarjobs.providers.mirako import MirakoProvider
 from avatarjobs.settings import MissingSetting, ProviderSettings, Settings
 
+_FACTORIES: list["_lru_cache_wrapper[Any]"] = []
 
-@cache
+
+def once_per_process[T](factory: Callable[[], T]) -> Callable[[], T]:
+    """Build on first use and keep for warm invocations; reset() forgets them all."""
+    cached = cache(factory)
+    _FACTORIES.append(cached)
+    return cached
+
+
+@once_per_process
 def settings() -> Settings:
     return Settings.from_environment()
 
 
-@cache
+@once_per_process
 def provider_settings() -> ProviderSettings:
     return ProviderSettings.from_environment()
 
@@ -38,7 +55,7 @@ def _media_store() -> S3MediaStore:
     return S3MediaStore(aws_clients.s3(), settings().inputs_bucket_name)
 
 
-@cache
+@once_per_process
 def jobs_service() -> JobsService:
     return JobsService(
         jobs=_jobs_repository(),
@@ -47,7 +64,7 @@ def jobs_service() -> JobsService:
     )
 
 
-@cache
+@once_per_process
 def fal_webhook_verifier() -> FalWebhookVerifier:
     """One per process, so the JWKS it caches serves every warm invocation."""
     return FalWebhookVerifier(http_jwks_fetcher(provider_settings().fal_jwks_url))
@@ -65,23 +82,66 @@ def provider(name: str) -> Provider:
     raise ValueError(f"unknown provider {name!r}")
 
 
-@cache
+@once_per_process
 def dispatcher() -> Dispatcher:
-    fetcher = SafeFetcher(allow_loopback_http=provider_settings().allow_loopback_http)
     return Dispatcher(
         jobs=_jobs_repository(),
         providers=provider,
-        stager=InputStager(_media_store(), fetcher),
+        stager=InputStager(_media_store(), _safe_fetcher()),
         public_base_url=_required_setting(provider_settings().public_base_url, "PUBLIC_BASE_URL"),
     )
 
 
-@cache
+@once_per_process
+def provider_progress() -> ProviderProgress:
+    finalize_queue = SqsJobQueue(
+        aws_clients.sqs(), _required_setting(settings().finalize_queue_url, "FINALIZE_QUEUE_URL")
+    )
+    return ProviderProgress(_jobs_repository(), finalize_queue)
+
+
+@once_per_process
+def webhook_receiver() -> WebhookReceiver:
+    return WebhookReceiver(_jobs_repository(), provider, provider_progress())
+
+
+@once_per_process
+def _safe_fetcher() -> SafeFetcher:
+    return SafeFetcher(allow_loopback_http=provider_settings().allow_loopback_http)
+
+
+@once_per_process
+def finalizer() -> Finalizer:
+    copier = VideoCopier(
+        _safe_fetcher(),
+        S3VideoStore(aws_clients.s3(), settings().outputs_bucket_name),
+        media_hosts=provider_settings().media_hosts,
+    )
+    return Finalizer(_jobs_repository(), provider, copier)
+
+
+@once_per_process
+def reconciler() -> Reconciler:
+    return Reconciler(
+        _jobs_repository(),
+        provider,
+        provider_progress(),
+        dispatch_queue=SqsJobQueue(aws_clients.sqs(), settings().dispatch_queue_url),
+        overdue_seconds=provider_settings().webhook_overdue_seconds,
+    )
+
+
+@once_per_process
 def dispatch_redelivery() -> SqsRedelivery:
     return SqsRedelivery(aws_clients.sqs(), settings().dispatch_queue_url)
 
 
-@cache
+@once_per_process
+def finalize_redelivery() -> SqsRedelivery:
+    return SqsRedelivery(aws_clients.sqs(), _required_setting(settings().finalize_queue_url, "FINALIZE_QUEUE_URL"))
+
+
+@once_per_process
 def dead_letters() -> DeadLetters:
     return DeadLetters(_jobs_repository())
 
@@ -96,6 +156,5 @@ def reset() -> None:
     """Forget every cached client and service (for tests that start a fresh mocked account)."""
     aws_clients.reset()
     provider_http.reset_clients()
-    factories = (settings, provider_settings, jobs_service, dispatcher, dispatch_redelivery, dead_letters)
-    for factory in (*factories, fal_webhook_verifier):
+    for factory in _FACTORIES:
         factory.cache_clear()

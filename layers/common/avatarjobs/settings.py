@@ -23,6 +23,7 @@ class Settings:
     dispatch_queue_url: str
     inputs_bucket_name: str
     outputs_bucket_name: str
+    finalize_queue_url: str | None  # the functions that record completions (webhook, reconcile)
 
     @classmethod
     def from_environment(cls) -> "Settings":
@@ -32,7 +33,12 @@ class Settings:
             dispatch_queue_url=_required("DISPATCH_QUEUE_URL"),
             inputs_bucket_name=_required("INPUTS_BUCKET_NAME"),
             outputs_bucket_name=_required("OUTPUTS_BUCKET_NAME"),
+            finalize_queue_url=os.environ.get("FINALIZE_QUEUE_URL") or None,
         )
+
+
+def _host_list(name: str, default: str) -> tuple[str, ...]:
+    return tuple(host.strip().lower() for host in (os.environ.get(name) or default).split(",") if host.strip())
 
 
 def _flag(name: str) -> bool:
@@ -52,6 +58,9 @@ class ProviderSettings:
     # Only the local stack sets AVATARJOBS_ALLOW_LOOPBACK_HTTP, so its emulators on http://127.0.0.1 are
     # reachable; template.yaml never sets it, so a deployed stack refuses loopback and plain http.
     allow_loopback_http: bool
+    # Where each provider's videos may be downloaded from (a name matches itself and its subdomains).
+    media_hosts: dict[str, tuple[str, ...]]
+    webhook_overdue_seconds: int
 
     @classmethod
     def from_environment(cls) -> "ProviderSettings":
@@ -63,4 +72,9 @@ class ProviderSettings:
             fal_key_secret_arn=os.environ.get("FAL_KEY_SECRET_ARN") or None,
             mirako_key_secret_arn=os.environ.get("MIRAKO_KEY_SECRET_ARN") or None,
             allow_loopback_http=_flag("AVATARJOBS_ALLOW_LOOPBACK_HTTP"),
+            media_hosts={
+                "fal": _host_list("FAL_MEDIA_HOSTS", "fal.media,fal.run"),
+                "mirako": _host_list("MIRAKO_MEDIA_HOSTS", "mirako.co,mirako.ai"),
+            },
+            webhook_overdue_seconds=int(os.environ.get("WEBHOOK_OVERDUE_SECONDS") or 600),
         )

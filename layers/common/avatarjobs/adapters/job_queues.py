@@ -3,8 +3,10 @@
 from typing import TYPE_CHECKING
 
 from avatarjobs.domain.messages import JobMessage
+from avatarjobs.domain.retries import RetryLater
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from mypy_boto3_sqs import SQSClient
 
 
@@ -28,3 +30,8 @@ class SqsRedelivery:
         self._client.change_message_visibility(
             QueueUrl=self._queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
         )
+
+
+def retry_later(record: "SQSRecord", retry: RetryLater, redelivery: SqsRedelivery) -> None:
+    """Makes the record's message come back after the retry's backoff instead of the queue's visibility."""
+    redelivery.postpone(record.receipt_handle, retry.delay_seconds(int(record.attributes.approximate_receive_count)))

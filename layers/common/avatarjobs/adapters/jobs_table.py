@@ -164,18 +164,35 @@ class DynamoJobsRepository:
             raise
         return job_from_item(response["Attributes"])
 
-    def mark_enqueued(self, job_id: str, *, now: str) -> None:
+    def mark_enqueued(self, job_id: str, *, now: str, field: str = "enqueued_at") -> None:
         try:
             self._client.update_item(
                 TableName=self._jobs_table,
                 Key={"job_id": {"S": job_id}},
-                UpdateExpression="SET enqueued_at = :now",
+                UpdateExpression="SET #field = :now",
                 ConditionExpression="attribute_exists(job_id)",
+                ExpressionAttributeNames={"#field": field},
                 ExpressionAttributeValues={":now": {"S": now}},
             )
         except ClientError as error:
             if not _is_condition_failure(error):
                 raise
+
+    def list_in_status(self, status: JobStatus, *, changed_before: str) -> list[Job]:
+        query: dict[str, Any] = {
+            "TableName": self._jobs_table,
+            "IndexName": BY_STATUS_INDEX,
+            "KeyConditionExpression": "#status = :status AND status_since < :before",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":status": {"S": status.value}, ":before": {"S": changed_before}},
+        }
+        jobs: list[Job] = []
+        while True:
+            response = self._client.query(**query)
+            jobs.extend(job_from_item(item) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return jobs
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def list_for_owner(
         self, owner: str, *, status: JobStatus | None, limit: int, after_job_id: str | None

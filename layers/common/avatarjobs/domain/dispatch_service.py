@@ -10,7 +10,6 @@ stage its inputs; submit; record the provider's request id with the ACCEPTED -> 
 - A permanent failure (the provider refused the input, an input is unusable) fails the job with the reason.
 """
 
-import random
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -18,6 +17,7 @@ from avatarjobs.domain.errors import TransitionConflict
 from avatarjobs.domain.input_staging import InputStager, InputUnavailable
 from avatarjobs.domain.job import Job, JobError, JobStatus, isoformat, utc_now
 from avatarjobs.domain.ports import JobsRepository
+from avatarjobs.domain.retries import RetryLater
 from avatarjobs.observability import logger
 from avatarjobs.providers.base import Provider, ProviderError, ProviderErrorCode, Submission
 from avatarjobs.providers.mirako import new_webhook_token
@@ -26,22 +26,6 @@ from avatarjobs.providers.mirako import new_webhook_token
 # with less time left does not start, so a Lambda timeout can never cut a submit in half.
 SUBMIT_BUDGET_SECONDS = 75
 LEASE_MARGIN_SECONDS = 30
-MAX_BACKOFF_SECONDS = 900
-
-
-class RetryLater(Exception):
-    """The attempt did not reach the provider; the message should come back after `delay_seconds`."""
-
-    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
-
-    def delay_seconds(self, receive_count: int) -> int:
-        """The provider's Retry-After when given, else exponential backoff with full jitter."""
-        if self.retry_after is not None:
-            return min(MAX_BACKOFF_SECONDS, max(1, round(self.retry_after)))
-        ceiling = min(MAX_BACKOFF_SECONDS, 10 * 2 ** max(0, receive_count - 1))
-        return random.randint(max(1, ceiling // 2), ceiling)  # noqa: S311 - jitter, not security
 
 
 class Dispatcher:

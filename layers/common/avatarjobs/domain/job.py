@@ -51,6 +51,14 @@ def isoformat(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+class ProviderResult(BaseModel):
+    """Where the provider says the video is (from its webhook or status); finalize copies it from there."""
+
+    video_url: str | None = None
+    content_type: str | None = None
+    file_size: int | None = None
+
+
 class Job(BaseModel):
     job_id: str
     owner: str
@@ -80,6 +88,8 @@ class Job(BaseModel):
     last_error: JobError | None = None
     submission_unconfirmed: bool = False
     webhook_token_sha256: str | None = None
+    provider_result: ProviderResult | None = None
+    finalize_enqueued_at: str | None = None
 
     @classmethod
     def new(

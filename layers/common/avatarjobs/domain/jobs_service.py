@@ -6,6 +6,7 @@ Every trigger (the HTTP API, S3 manifests, bus events) creates jobs through `cre
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -18,6 +19,7 @@ from avatarjobs.domain.errors import (
     JobNotCancelable,
     JobNotFound,
     ServiceUnavailable,
+    TransitionConflict,
 )
 from avatarjobs.domain.ids import is_job_id, new_job_id
 from avatarjobs.domain.job import Job, JobError, JobStatus, isoformat, utc_now
@@ -33,6 +35,7 @@ from avatarjobs.domain.requests import JobRequestModel
 from avatarjobs.domain.state_machine import JobEvent, next_status
 from avatarjobs.domain.views import CreateUploadsRequest, JobPage, JobView, UploadsView, UploadTarget, upload_kind
 from avatarjobs.observability import logger
+from avatarjobs.providers.base import CancelOutcome, Provider, ProviderError, Submission
 
 
 @dataclass(frozen=True)
@@ -52,10 +55,17 @@ def uploads_prefix(owner: str) -> str:
 
 
 class JobsService:
-    def __init__(self, jobs: JobsRepository, queue: JobQueue, media: MediaStore) -> None:
+    def __init__(
+        self,
+        jobs: JobsRepository,
+        queue: JobQueue,
+        media: MediaStore,
+        providers: Callable[[str], Provider] | None = None,
+    ) -> None:
         self._jobs = jobs
         self._queue = queue
         self._media = media
+        self._providers = providers  # for canceling at the provider
 
     # -- create ---------------------------------------------------------------------------------------------
 
@@ -184,7 +194,8 @@ class JobsService:
     # -- cancel ---------------------------------------------------------------------------------------------
 
     def cancel_job(self, owner: str, job_id: str) -> Job:
-        """ACCEPTED jobs are canceled at once; submitted ones move to CANCEL_REQUESTED for the provider to confirm."""
+        """ACCEPTED jobs are canceled at once. Submitted ones move to CANCEL_REQUESTED and the provider is asked;
+        the final state follows its answer (here, or through its webhook and the reconciler)."""
         job = self.get_job(owner, job_id)
         if job.status == JobStatus.CANCEL_REQUESTED:
             return job
@@ -192,7 +203,27 @@ class JobsService:
             new_status = next_status(job.status, JobEvent.CANCEL)
         except InvalidTransition:
             raise JobNotCancelable(job_id, job.status) from None
-        return self._jobs.update_status(job, new_status, now=isoformat(utc_now()))
+        job = self._jobs.update_status(job, new_status, now=isoformat(utc_now()))
+        if job.status == JobStatus.CANCEL_REQUESTED:
+            job = self._cancel_at_provider(job)
+        return job
+
+    def _cancel_at_provider(self, job: Job) -> Job:
+        if self._providers is None or job.provider_request_id is None:
+            return job
+        submission = Submission(request_id=job.provider_request_id, urls=job.provider_urls or {})
+        try:
+            outcome = self._providers(job.provider).cancel(submission)
+        except ProviderError:
+            logger.warning("provider cancel failed; the reconciler follows the job", extra={"job_id": job.job_id})
+            return job
+        logger.info("provider answered the cancel", extra={"job_id": job.job_id, "outcome": outcome})
+        if outcome != CancelOutcome.CANCELED:
+            return job  # it may still finish: its webhook or the reconciler tells how
+        try:
+            return self._jobs.update_status(job, JobStatus.CANCELED, now=isoformat(utc_now()))
+        except TransitionConflict:
+            return self.get_job(job.owner, job.job_id)
 
     # -- uploads --------------------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ VOICE_PROFILE_ID_MAX_CHARS: Final = 128
 METADATA_MAX_BYTES: Final = 2 * KIB  # compact JSON encoding
 REQUEST_BODY_MAX_BYTES: Final = 5 * MIB  # under Lambda's 6 MB synchronous payload limit
 DATA_URI_MAX_BYTES: Final = 3 * MIB  # decoded size of one data: input
+WEBHOOK_BODY_MAX_BYTES: Final = 1 * MIB  # a completion notice carries URLs, never media
 
 DEADLINE_SECONDS_MIN: Final = 300
 DEADLINE_SECONDS_MAX: Final = 24 * 3600

@@ -36,7 +36,11 @@ class JobsRepository(Protocol):
     def update_fields(self, job: Job, *, now: str, changes: dict[str, Any], remove: tuple[str, ...] = ()) -> Job:
         """Change fields but not the status, under the same condition as update_status (TransitionConflict)."""
 
-    def mark_enqueued(self, job_id: str, *, now: str) -> None: ...
+    def mark_enqueued(self, job_id: str, *, now: str, field: str = "enqueued_at") -> None:
+        """Note that a job's message was queued (`enqueued_at` for dispatch, `finalize_enqueued_at`)."""
+
+    def list_in_status(self, status: JobStatus, *, changed_before: str) -> list[Job]:
+        """Jobs in `status` since before `changed_before` (the by_status index), oldest first."""
 
     def list_for_owner(
         self, owner: str, *, status: JobStatus | None, limit: int, after_job_id: str | None

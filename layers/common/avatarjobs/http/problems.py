@@ -25,7 +25,10 @@ from avatarjobs.domain.errors import (
     TransitionConflict,
 )
 from avatarjobs.domain.requests import MODEL_NAMES
+from avatarjobs.domain.webhooks import UnknownProvider
 from avatarjobs.observability import logger
+from avatarjobs.providers.base import InvalidWebhook, ProviderError
+from avatarjobs.providers.fal_webhook_signature import SigningKeysUnavailable
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -44,6 +47,10 @@ class Problem(BaseModel):
     detail: str
     code: str = Field(description="A stable, machine-readable name of the problem")
     errors: list[FieldProblem] | None = None
+
+
+class UnsupportedMediaType(Exception):
+    """A body that is not JSON where JSON is required."""
 
 
 class MissingCaller(Exception):
@@ -123,6 +130,12 @@ _SIMPLE_PROBLEMS: dict[type[Exception], tuple[HTTPStatus, str, str | None]] = {
         "send application/json",
     ),
     MissingCaller: (HTTPStatus.FORBIDDEN, "api_key_required", "this API needs an API key (x-api-key)"),
+    InvalidWebhook: (HTTPStatus.UNAUTHORIZED, "webhook_not_authentic", "the call is not an authentic webhook"),
+    UnknownProvider: (HTTPStatus.NOT_FOUND, "not_found", "no such provider"),
+    UnsupportedMediaType: (HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send application/json"),
+    # The provider retries its webhook on a 5xx: right when we could not check or confirm it just now.
+    SigningKeysUnavailable: (HTTPStatus.SERVICE_UNAVAILABLE, "service_unavailable", "try again later"),
+    ProviderError: (HTTPStatus.SERVICE_UNAVAILABLE, "service_unavailable", "the provider could not be reached"),
 }
 
 
@@ -153,10 +166,12 @@ def _body_size(event: dict[str, Any]) -> int:
 
 
 @lambda_handler_decorator
-def refuse_oversized_body(handler: Any, event: dict[str, Any], context: Any) -> Any:
+def refuse_oversized_body(
+    handler: Any, event: dict[str, Any], context: Any, max_bytes: int = limits.REQUEST_BODY_MAX_BYTES
+) -> Any:
     """413 before anything parses a body that is over the limit."""
-    if _body_size(event) > limits.REQUEST_BODY_MAX_BYTES:
-        detail = f"the request body is over {limits.REQUEST_BODY_MAX_BYTES} bytes; upload media with POST /uploads"
+    if _body_size(event) > max_bytes:
+        detail = f"the request body is over {max_bytes} bytes; upload media with POST /uploads"
         return {
             "statusCode": HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
             "headers": {"Content-Type": PROBLEM_JSON},
@@ -182,3 +197,12 @@ def problem_responses(*statuses: int) -> dict[int, OpenAPIResponse]:
         status: {"description": _PROBLEM_DESCRIPTIONS[status], "content": {PROBLEM_JSON: {"model": Problem}}}
         for status in statuses
     }
+
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+def refuse_bodies_over(max_bytes: int) -> Callable[[Handler], Handler]:
+    """refuse_oversized_body with another limit, typed for the handlers it wraps."""
+    decorator: Callable[[Handler], Handler] = refuse_oversized_body(max_bytes=max_bytes)
+    return decorator

@@ -1,0 +1,98 @@
+"""Applies what a provider says about a job (from its webhook or a poll), once, whoever says it first.
+
+Each step is one conditional transition. A duplicate (fal retries webhooks up to ten times; the reconciler
+may poll the same job) finds the job already moved and changes nothing. The finalize message is sent by
+the caller whose transition won, and marked; a later duplicate sends it only if that mark is missing (the
+winner failed between its transition and its send), so one job gets one finalize message.
+"""
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from avatarjobs.domain.errors import InvalidTransition, TransitionConflict
+from avatarjobs.domain.job import Job, JobError, JobStatus, ProviderResult, isoformat, utc_now
+from avatarjobs.domain.ports import JobQueue, JobsRepository
+from avatarjobs.domain.state_machine import JobEvent, next_status
+from avatarjobs.observability import logger
+
+FINALIZE_SEND_GRACE_SECONDS = 60
+
+
+class Progress(StrEnum):
+    RECORDED = "recorded"  # this call moved the job
+    DUPLICATE = "duplicate"  # the job had already moved (or the event does not apply to it any more)
+
+
+class ProviderProgress:
+    def __init__(self, jobs: JobsRepository, finalize_queue: JobQueue) -> None:
+        self._jobs = jobs
+        self._finalize_queue = finalize_queue
+
+    def adopt_submission(self, job: Job, request_id: str) -> Job:
+        """Records the provider's request id on a job whose submit answer we never read (or not yet)."""
+        if job.provider_request_id == request_id:
+            return job
+        now = isoformat(utc_now())
+        if job.status == JobStatus.ACCEPTED:
+            changes = {"provider_request_id": request_id, "submission_unconfirmed": False}
+            return self._jobs.update_status(job, JobStatus.SUBMITTED, now=now, changes=changes)
+        return self._jobs.update_fields(
+            job, now=now, changes={"provider_request_id": request_id, "submission_unconfirmed": False}
+        )
+
+    def completed(self, job: Job, result: ProviderResult) -> Progress:
+        changes = {"provider_result": result.model_dump(exclude_none=True)}
+        progress, current = self._apply(job, JobEvent.PROVIDER_COMPLETED, changes)
+        if progress == Progress.RECORDED or self._finalize_message_lost(current):
+            self._finalize_queue.send(current.job_id)
+            self._jobs.mark_enqueued(current.job_id, now=isoformat(utc_now()), field="finalize_enqueued_at")
+        return progress
+
+    def ensure_finalize_queued(self, job: Job) -> None:
+        """For the reconciler: a FINALIZING job whose message was lost gets one."""
+        if self._finalize_message_lost(job):
+            self._finalize_queue.send(job.job_id)
+            self._jobs.mark_enqueued(job.job_id, now=isoformat(utc_now()), field="finalize_enqueued_at")
+
+    @staticmethod
+    def _finalize_message_lost(job: Job) -> bool:
+        # The grace keeps a duplicate that arrives while the winner is between its transition and its send
+        # from sending a second message; past it, the winner has died there.
+        grace_over = isoformat(utc_now() - timedelta(seconds=FINALIZE_SEND_GRACE_SECONDS)) > job.status_since
+        return job.status == JobStatus.FINALIZING and job.finalize_enqueued_at is None and grace_over
+
+    def failed(self, job: Job, error: JobError) -> Progress:
+        return self._apply(job, JobEvent.FAILED, {"error": error.model_dump()})[0]
+
+    def running(self, job: Job) -> Progress:
+        return self._apply(job, JobEvent.PROVIDER_RUNNING, {})[0]
+
+    def canceled_by_provider(self, job: Job) -> Progress:
+        if job.status == JobStatus.CANCEL_REQUESTED:
+            return self._apply(job, JobEvent.CANCEL_CONFIRMED, {})[0]
+        error = JobError(code="CANCELED_BY_PROVIDER", message=f"{job.provider} canceled the job", retryable=True)
+        return self.failed(job, error)
+
+    def timed_out(self, job: Job) -> Progress:
+        error = JobError(code="DEADLINE_PASSED", message=f"the job did not finish by {job.deadline_at}", retryable=True)
+        return self._apply(job, JobEvent.DEADLINE_PASSED, {"error": error.model_dump()})[0]
+
+    def _apply(self, job: Job, event: JobEvent, changes: dict[str, Any]) -> tuple[Progress, Job]:
+        """The transition, or the current job when it had already moved; a lost race is re-read once."""
+        for _ in range(2):
+            try:
+                target = next_status(job.status, event)
+            except InvalidTransition:
+                return Progress.DUPLICATE, job
+            try:
+                moved = self._jobs.update_status(job, target, now=isoformat(utc_now()), changes=changes)
+            except TransitionConflict:
+                current = self._jobs.get(job.job_id)
+                if current is None:
+                    return Progress.DUPLICATE, job
+                job = current
+                continue
+            logger.info("job moved", extra={"job_id": job.job_id, "event": event, "status": target})
+            return Progress.RECORDED, moved
+        return Progress.DUPLICATE, job

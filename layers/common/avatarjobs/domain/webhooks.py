@@ -1,0 +1,109 @@
+"""Provider webhooks: authenticate, match to the job, record the completion once. Answer fast: no download here.
+
+fal signs its webhooks (ED25519 over the raw body) and retries them up to ten times; its body is trusted
+once the signature holds. Mirako sends our per-job Bearer token and an undocumented body, so the body is
+only a hint: the job's status is read from Mirako before anything is recorded.
+A webhook for a job we do not know, or naming another request than the job's, is acknowledged and
+logged: answering with an error would only make the provider retry for hours.
+"""
+
+from collections.abc import Callable, Mapping
+from enum import StrEnum
+
+from avatarjobs.domain.ids import is_job_id
+from avatarjobs.domain.job import Job, JobError, ProviderResult
+from avatarjobs.domain.ports import JobsRepository
+from avatarjobs.domain.provider_progress import Progress, ProviderProgress
+from avatarjobs.observability import logger
+from avatarjobs.providers.base import (
+    InvalidWebhook,
+    Provider,
+    ProviderErrorCode,
+    ProviderState,
+    Submission,
+    WebhookNotice,
+)
+
+PROVIDERS = frozenset({"fal", "mirako"})
+
+
+class WebhookOutcome(StrEnum):
+    RECORDED = "recorded"
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"
+
+
+class UnknownProvider(Exception):
+    pass
+
+
+class WebhookReceiver:
+    def __init__(self, jobs: JobsRepository, providers: Callable[[str], Provider], progress: ProviderProgress) -> None:
+        self._jobs = jobs
+        self._providers = providers
+        self._progress = progress
+
+    def receive(self, provider_name: str, job_id: str, headers: Mapping[str, str], raw_body: bytes) -> WebhookOutcome:
+        """Raises InvalidWebhook (not authentic: change nothing) and UnknownProvider."""
+        if provider_name not in PROVIDERS:
+            raise UnknownProvider(provider_name)
+        job = self._jobs.get(job_id) if is_job_id(job_id) else None
+        if job is None and provider_name == "mirako":
+            # Without the job there is no token to check the call against, and nothing to record.
+            logger.info("webhook for an unknown job", extra={"job_id": job_id, "provider": provider_name})
+            return WebhookOutcome.IGNORED
+        provider = self._providers(provider_name)
+        token_hash = job.webhook_token_sha256 if job is not None else None
+        notice = provider.verify_webhook(headers, raw_body, token_sha256=token_hash)
+        if job is None or job.provider != provider_name:
+            logger.info("webhook for an unknown job", extra={"job_id": job_id, "provider": provider_name})
+            return WebhookOutcome.IGNORED
+        if not self._names_this_job(job, notice):
+            logger.warning(
+                "webhook names another request than the job's",
+                extra={"job_id": job_id, "request_id": notice.request_id, "job_request_id": job.provider_request_id},
+            )
+            return WebhookOutcome.IGNORED
+        if job.provider_request_id is None and notice.request_id is not None:
+            # The submit's answer was lost (or is still being written): the provider's word settles it.
+            job = self._progress.adopt_submission(job, notice.request_id)
+        progress = self._record(provider, job, notice)
+        if progress is None:
+            return WebhookOutcome.IGNORED
+        return WebhookOutcome.RECORDED if progress == Progress.RECORDED else WebhookOutcome.DUPLICATE
+
+    @staticmethod
+    def _names_this_job(job: Job, notice: WebhookNotice) -> bool:
+        if job.provider_request_id is None:
+            return notice.request_id is not None
+        return notice.request_id is None or notice.request_id == job.provider_request_id
+
+    def _record(self, provider: Provider, job: Job, notice: WebhookNotice) -> Progress | None:
+        if not notice.trusted:
+            return self._record_confirmed_status(provider, job)
+        if notice.succeeded:
+            result = ProviderResult(video_url=notice.video_url, content_type=notice.content_type,
+                                    file_size=notice.file_size)  # fmt: skip
+            return self._progress.completed(job, result)
+        error = JobError(code=ProviderErrorCode.GENERATION_FAILED, message=notice.error or "the provider failed")
+        return self._progress.failed(job, error)
+
+    def _record_confirmed_status(self, provider: Provider, job: Job) -> Progress | None:
+        """Only a hint came: what the provider's status says is what we record."""
+        assert job.provider_request_id is not None
+        report = provider.status(Submission(request_id=job.provider_request_id, urls=job.provider_urls or {}))
+        match report.state:
+            case ProviderState.COMPLETED:
+                return self._progress.completed(job, ProviderResult(video_url=report.video_url))
+            case ProviderState.FAILED | ProviderState.TIMED_OUT:
+                message = report.error or f"{job.provider} reported {report.state}"
+                return self._progress.failed(job, JobError(code=ProviderErrorCode.GENERATION_FAILED, message=message))
+            case ProviderState.CANCELED:
+                return self._progress.canceled_by_provider(job)
+            case ProviderState.IN_PROGRESS:
+                return self._progress.running(job)
+            case _:
+                return None
+
+
+__all__ = ["InvalidWebhook", "UnknownProvider", "WebhookOutcome", "WebhookReceiver"]
