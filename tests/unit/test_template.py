@@ -97,10 +97,37 @@ def test_the_dispatcher_reads_its_queue_with_partial_failures_and_capped_concurr
     assert int(TEMPLATE["Parameters"]["DispatchFunctionTimeout"]["Default"]) >= 75 + 30
 
 
-def test_the_dead_letter_queue_has_a_consumer_that_fails_the_jobs() -> None:
-    [source] = RESOURCES["DispatchDeadLetterFunction"]["Properties"]["Events"].values()
-    assert source["Properties"]["Queue"] == {"Fn::GetAtt": ["DispatchDeadLetterQueue", "Arn"]}
-    assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+def test_every_dead_letter_queue_of_a_job_queue_has_the_consumer_that_fails_the_jobs() -> None:
+    sources = RESOURCES["DeadLetterFunction"]["Properties"]["Events"].values()
+    queues = {source["Properties"]["Queue"]["Fn::GetAtt"][0] for source in sources}
+    redriven = {
+        resource["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for resource in RESOURCES.values()
+        if resource["Type"] == "AWS::SQS::Queue" and "RedrivePolicy" in resource.get("Properties", {})
+    }
+    assert queues == redriven == {"DispatchDeadLetterQueue", "FinalizeDeadLetterQueue"}
+    for source in sources:
+        assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_the_webhooks_need_no_api_key_and_everything_else_does() -> None:
+    events = RESOURCES["WebhookFunction"]["Properties"]["Events"].values()
+    assert {event["Properties"]["Path"] for event in events} == {
+        "/webhooks/fal/{job_id}",
+        "/webhooks/mirako/{job_id}",
+    }
+    for event in events:
+        assert event["Properties"]["Auth"] == {"ApiKeyRequired": False}
+
+
+def test_the_finalize_queue_visibility_is_six_times_the_finalizer_timeout() -> None:
+    mapping = TEMPLATE["Mappings"]["FinalizeTimeouts"]
+    for timeout, row in mapping.items():
+        assert row["VisibilityTimeout"] >= 6 * int(timeout)
+    finalize = RESOURCES["FinalizeFunction"]["Properties"]
+    assert finalize["Timeout"] == {"Ref": "FinalizeFunctionTimeout"}
+    policy = RESOURCES["FinalizeQueue"]["Properties"]["RedrivePolicy"]
+    assert policy["deadLetterTargetArn"] == {"Fn::GetAtt": ["FinalizeDeadLetterQueue", "Arn"]}
 
 
 def test_no_deployed_function_may_reach_loopback_or_plain_http() -> None:

@@ -13,6 +13,7 @@ backstop for a process killed before it could abort.
 
 import base64
 import hashlib
+import io
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -37,8 +38,9 @@ MAX_PARTS = 10_000  # S3's limit per upload
 __all__ = ["EmptyVideo", "S3VideoStore", "StoredVideo", "VideoStoreFailed", "VideoTooLarge"]
 
 
-def _part_checksum(part: bytes | bytearray) -> str:
-    return base64.b64encode(hashlib.sha256(part).digest()).decode("ascii")
+def _part_checksum(part: io.BytesIO) -> str:
+    with part.getbuffer() as view:  # no copy; released before the buffer is written again
+        return base64.b64encode(hashlib.sha256(view).digest()).decode("ascii")
 
 
 class S3VideoStore:
@@ -67,8 +69,9 @@ class S3VideoStore:
         return StoredVideo(bucket=self.bucket, key=key, size=size, sha256=sha256, content_type=content_type)
 
     def _upload_parts(self, upload: "_MultipartUpload", chunks: Iterable[bytes], max_bytes: int) -> tuple[int, str]:
-        # One buffer for the whole upload, filled in place: no part is ever copied into a new object.
-        buffer = bytearray(self.part_size)
+        # One buffer for the whole upload: each part overwrites the previous one in place, and is sent from
+        # it as a file (botocore streams a file; a bytes body would be a second copy of the part).
+        part = io.BytesIO()
         filled = 0
         size = 0
         whole = hashlib.sha256()
@@ -80,17 +83,18 @@ class S3VideoStore:
             view = memoryview(chunk)
             while view:
                 taken = min(len(view), self.part_size - filled)
-                buffer[filled : filled + taken] = view[:taken]
+                part.write(view[:taken])
                 filled += taken
                 view = view[taken:]
                 if filled == self.part_size:
-                    upload.send_part(buffer)
+                    upload.send_part(part)
+                    part.seek(0)
                     filled = 0
         if size == 0:
             raise EmptyVideo()
         if filled:
-            del buffer[filled:]  # shrinks in place: the last part is sent without a copy
-            upload.send_part(buffer)
+            part.truncate(filled)  # the last part: drop what is left of the previous one
+            upload.send_part(part)
         return size, whole.hexdigest()
 
 
@@ -116,18 +120,20 @@ class _MultipartUpload:
         self._upload_id: str | None = None
         self._parts: list[CompletedPartTypeDef] = []
 
-    def send_part(self, part: bytearray) -> None:
+    def send_part(self, part: io.BytesIO) -> None:
+        """Uploads the whole content of `part` as the next part."""
         upload_id = self._upload_id or self._create()
         number = len(self._parts) + 1
         checksum = _part_checksum(part)
-        # botocore sends a bytearray as it is; our own ChecksumSHA256 header stops it adding one of its own.
+        part.seek(0)
+        # Our own ChecksumSHA256 also stops botocore from computing a checksum of another algorithm.
         with _s3_call("UploadPart"):
             response = self._client.upload_part(
                 Bucket=self._bucket,
                 Key=self._key,
                 UploadId=upload_id,
                 PartNumber=number,
-                Body=part,  # type: ignore[arg-type]  # the stubs list bytes and files; botocore takes bytearray
+                Body=part,
                 ChecksumSHA256=checksum,
             )
         self._parts.append({"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": checksum})

@@ -1,0 +1,373 @@
+"""Copying a provider's video into S3 (moto): multipart, checksums, refusals, and nothing left after a failure."""
+
+import base64
+import hashlib
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from avatarjobs.adapters.video_store import MIB, EmptyVideo, S3VideoStore, VideoTooLarge
+from avatarjobs.domain.video_copy import (
+    ACCEPTED_CONTENT_TYPES,
+    CopyFailed,
+    StoredVideo,
+    VideoCopier,
+    host_is_listed,
+)
+from avatarjobs.net.safe_fetch import FetchError
+from tests.support.generated_video import FTYP_BOX
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+BUCKET = "avatarjobs-outputs"
+JOB_ID = "01JD0000000000000000000001"
+KEY = f"videos/{JOB_ID}.mp4"
+PART_SIZE = 5 * MIB  # S3's smallest part: the smallest body that still needs several parts
+MEDIA_HOSTS = {"fal": ["fal.media", "fal.run"], "mirako": ["mirako.co"], "local": ["127.0.0.1"]}
+FAL_URL = "https://v3.fal.media/files/rabbit/result.mp4"
+
+
+def video_body(size: int) -> bytes:
+    """An MP4-looking body whose bytes differ from part to part (a misplaced part changes the hash)."""
+    filler = hashlib.shake_256(b"video").digest(size)
+    return FTYP_BOX + filler[len(FTYP_BOX) :]
+
+
+def in_chunks(data: bytes, size: int) -> Iterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def failing_after(chunks: Iterable[bytes], error: Exception) -> Iterator[bytes]:
+    yield from chunks
+    raise error
+
+
+class FakeResponse:
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = chunks
+
+    def iter_raw(self) -> Iterator[bytes]:
+        yield from self._chunks
+
+
+class FakeFetcher:
+    """SafeFetcher's streaming side: `open_stream` yields a response whose `iter_raw()` gives the chunks."""
+
+    def __init__(self, chunks: Iterable[bytes] = (), *, error: FetchError | None = None) -> None:
+        self._chunks = chunks
+        self._error = error
+        self.calls: list[dict[str, Any]] = []
+
+    @contextmanager
+    def open_stream(
+        self, url: str, *, max_bytes: int, allowed_content_types: Collection[str]
+    ) -> Iterator[FakeResponse]:
+        self.calls.append({"url": url, "max_bytes": max_bytes, "allowed_content_types": set(allowed_content_types)})
+        if self._error is not None:
+            raise self._error
+        yield FakeResponse(self._chunks)
+
+
+class MemoryStore:
+    """A store without S3, for tests about which URLs are fetched at all."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def store(self, key: str, chunks: Iterable[bytes], *, content_type: str, max_bytes: int) -> StoredVideo:
+        data = b"".join(chunks)
+        self.objects[key] = data
+        return StoredVideo(BUCKET, key, len(data), hashlib.sha256(data).hexdigest(), content_type)
+
+
+@pytest.fixture
+def s3() -> Iterator["S3Client"]:
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+def copier(s3: "S3Client", fetcher: FakeFetcher, *, max_bytes: int = 64 * MIB) -> VideoCopier:
+    return VideoCopier(fetcher, S3VideoStore(s3, BUCKET, part_size=PART_SIZE), MEDIA_HOSTS, max_bytes=max_bytes)
+
+
+def stored_keys(s3: "S3Client") -> list[str]:
+    return [item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+
+
+def pending_uploads(s3: "S3Client") -> list[str]:
+    return [upload["Key"] for upload in s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])]
+
+
+def assert_nothing_stored(s3: "S3Client") -> None:
+    assert stored_keys(s3) == []
+    assert pending_uploads(s3) == []
+
+
+def sha256_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def test_streams_the_video_into_one_object_in_parts_with_their_checksums(s3: "S3Client") -> None:
+    body = video_body(3 * PART_SIZE + 4321)
+    sent_parts: list[dict[str, Any]] = []
+
+    def record_part(params: dict[str, Any], **_: Any) -> None:
+        sent_parts.append({"number": params["PartNumber"], "size": len(params["Body"].getvalue()), **params})
+
+    s3.meta.events.register("provide-client-params.s3.UploadPart", record_part)
+    # Odd chunk sizes, so chunks straddle part boundaries; one chunk is larger than a whole part.
+    chunks = [*in_chunks(body[: 2 * MIB], 64 * 1024 + 7), body[2 * MIB : 9 * MIB], *in_chunks(body[9 * MIB :], 333_333)]
+    fetcher = FakeFetcher(chunks)
+
+    output = copier(s3, fetcher).copy(JOB_ID, "fal", FAL_URL)
+
+    assert output.model_dump() == {
+        "bucket": BUCKET,
+        "key": KEY,
+        "size": len(body),
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "content_type": "video/mp4",
+    }
+    assert fetcher.calls == [
+        {"url": FAL_URL, "max_bytes": 64 * MIB, "allowed_content_types": {"video/mp4", "application/octet-stream"}}
+    ]
+    stored = s3.get_object(Bucket=BUCKET, Key=KEY, ChecksumMode="ENABLED")
+    assert stored["Body"].read() == body
+    assert stored["ContentType"] == "video/mp4"
+    assert stored["ETag"].strip('"').endswith("-4")  # a multipart object of four parts
+    # Parts of exactly part_size but the last, each sent with the SHA-256 of its own bytes.
+    parts = [body[start : start + PART_SIZE] for start in range(0, len(body), PART_SIZE)]
+    assert [(part["number"], part["size"]) for part in sent_parts] == [
+        (1, PART_SIZE),
+        (2, PART_SIZE),
+        (3, PART_SIZE),
+        (4, 4321),
+    ]
+    assert [part["ChecksumSHA256"] for part in sent_parts] == [sha256_b64(part) for part in parts]
+    # S3 (here moto) derives the object's composite checksum from the bytes it received: it matches ours.
+    composite = sha256_b64(b"".join(hashlib.sha256(part).digest() for part in parts))
+    assert stored["ChecksumSHA256"] == f"{composite}-4"
+    assert pending_uploads(s3) == []
+
+
+def test_a_video_smaller_than_one_part_is_one_part(s3: "S3Client") -> None:
+    body = video_body(1000)
+
+    output = copier(s3, FakeFetcher([body[:3], body[3:5], body[5:]])).copy(JOB_ID, "fal", FAL_URL)
+
+    assert (output.size, output.sha256) == (1000, hashlib.sha256(body).hexdigest())
+    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == body
+
+
+def test_a_read_error_in_the_middle_aborts_the_upload(s3: "S3Client") -> None:
+    body = video_body(2 * PART_SIZE + 10)  # two whole parts are uploaded before the failure
+    broken = FetchError("the connection failed (ReadError)", retryable=True)
+
+    with pytest.raises(CopyFailed) as failure:
+        copier(s3, FakeFetcher(failing_after(in_chunks(body, MIB), broken))).copy(JOB_ID, "fal", FAL_URL)
+
+    assert failure.value.retryable
+    assert "ReadError" in failure.value.reason
+    assert_nothing_stored(s3)
+
+
+def test_an_s3_error_in_the_middle_aborts_the_upload_and_is_retryable(s3: "S3Client") -> None:
+    def refuse_second_part(params: dict[str, Any], **_: Any) -> None:
+        if params["PartNumber"] == 2:
+            raise ClientError({"Error": {"Code": "InternalError", "Message": "try again"}}, "UploadPart")
+
+    s3.meta.events.register("provide-client-params.s3.UploadPart", refuse_second_part)
+
+    with pytest.raises(CopyFailed) as failure:
+        copier(s3, FakeFetcher(in_chunks(video_body(3 * PART_SIZE), MIB))).copy(JOB_ID, "fal", FAL_URL)
+
+    assert failure.value.retryable
+    assert "InternalError" in failure.value.reason
+    assert_nothing_stored(s3)
+
+
+def test_a_missing_bucket_is_a_retryable_failure(s3: "S3Client") -> None:
+    store = S3VideoStore(s3, "no-such-bucket", part_size=PART_SIZE)
+    video_copier = VideoCopier(FakeFetcher([video_body(100)]), store, MEDIA_HOSTS)
+
+    with pytest.raises(CopyFailed) as failure:
+        video_copier.copy(JOB_ID, "fal", FAL_URL)
+
+    assert failure.value.retryable
+    assert "NoSuchBucket" in failure.value.reason
+
+
+def test_a_video_over_the_limit_aborts_the_upload(s3: "S3Client") -> None:
+    fetcher = FakeFetcher(in_chunks(video_body(3 * PART_SIZE), MIB))
+
+    with pytest.raises(CopyFailed) as failure:
+        copier(s3, fetcher, max_bytes=2 * PART_SIZE).copy(JOB_ID, "fal", FAL_URL)
+
+    assert not failure.value.retryable
+    assert f"larger than the limit of {2 * PART_SIZE} bytes" in failure.value.reason
+    assert fetcher.calls[0]["max_bytes"] == 2 * PART_SIZE  # the fetcher enforces the same limit
+    assert_nothing_stored(s3)
+
+
+@pytest.mark.parametrize(
+    ("error", "retryable"),
+    [
+        (FetchError("the server answered HTTP 503", retryable=True), True),
+        (FetchError("the server answered HTTP 404"), False),
+        (FetchError("the content type text/html is not one of application/octet-stream, video/mp4"), False),
+        (FetchError("the body is 3000000000 bytes, larger than the limit of 2147483648 bytes"), False),
+    ],
+)
+def test_fetch_failures_keep_their_retryability(s3: "S3Client", error: FetchError, retryable: bool) -> None:
+    with pytest.raises(CopyFailed) as failure:
+        copier(s3, FakeFetcher(error=error)).copy(JOB_ID, "fal", FAL_URL)
+
+    assert failure.value.retryable is retryable
+    assert error.reason in failure.value.reason
+    assert_nothing_stored(s3)
+
+
+@pytest.mark.parametrize(
+    ("provider", "url"),
+    [
+        ("fal", "https://example.com/video.mp4"),
+        ("fal", "https://evilfal.media/video.mp4"),  # ends like fal.media but is another domain
+        ("fal", "https://fal.media.evil.com/video.mp4"),
+        ("fal", "https://fal.media\\@evil.com/video.mp4"),  # parsers that disagree on the host
+        ("fal", "https://mirako.co/video.mp4"),  # another provider's host
+        ("mirako", "https://v3.fal.media/video.mp4"),
+        ("unknown", FAL_URL),
+        ("local", "http://127.0.0.2:8080/video.mp4"),
+        ("local", "http://1.127.0.0.1/video.mp4"),  # a DNS name, not a subdomain of an address
+        ("fal", "not a url"),
+    ],
+)
+def test_refuses_hosts_that_are_not_the_providers_media_hosts(provider: str, url: str) -> None:
+    fetcher = FakeFetcher([video_body(100)])
+    store = MemoryStore()
+
+    with pytest.raises(CopyFailed) as failure:
+        VideoCopier(fetcher, store, MEDIA_HOSTS).copy(JOB_ID, provider, url)
+
+    assert not failure.value.retryable
+    assert "media host" in failure.value.reason or "well-formed" in failure.value.reason
+    assert fetcher.calls == []  # refused before any connection
+    assert store.objects == {}
+
+
+@pytest.mark.parametrize(
+    ("provider", "url"),
+    [
+        ("fal", "https://fal.media/files/video.mp4"),
+        ("fal", "https://v3.fal.media/files/video.mp4"),
+        ("fal", "https://V3.FAL.MEDIA./files/video.mp4"),
+        ("mirako", "https://cdn.mirako.co/out/video.mp4"),
+        ("local", "http://127.0.0.1:8080/video.mp4"),
+    ],
+)
+def test_accepts_the_providers_media_hosts_and_their_subdomains(provider: str, url: str) -> None:
+    fetcher = FakeFetcher([video_body(100)])
+    store = MemoryStore()
+
+    VideoCopier(fetcher, store, MEDIA_HOSTS).copy(JOB_ID, provider, url)
+
+    assert [call["url"] for call in fetcher.calls] == [url]
+    assert store.objects == {KEY: video_body(100)}
+
+
+@pytest.mark.parametrize(
+    ("host", "domains", "listed"),
+    [
+        ("fal.media", ["fal.media"], True),
+        ("a.b.fal.media", ["fal.media"], True),
+        ("evilfal.media", ["fal.media"], False),
+        ("media", ["fal.media"], False),
+        ("127.0.0.1", ["127.0.0.1"], True),
+        ("::1", ["::1"], True),
+        ("0:0::1", ["::1"], True),
+        ("2130706433", ["127.0.0.1"], False),  # a legacy spelling is not matched: refused, never widened
+        ("x.127.0.0.1", ["127.0.0.1"], False),
+        ("fal.media", ["", " "], False),
+    ],
+)
+def test_host_matching(host: str, domains: list[str], listed: bool) -> None:
+    assert host_is_listed(host, domains) is listed
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html><body>Access denied</body></html>" + b"x" * 100,
+        b"\x1aE\xdf\xa3" + b"webm" * 100,  # a WebM (Matroska) file
+        b"\x00\x00\x00\x18ft",  # too short to be a video
+        b"",
+    ],
+)
+def test_refuses_a_body_that_is_not_an_mp4(s3: "S3Client", body: bytes) -> None:
+    with pytest.raises(CopyFailed) as failure:
+        copier(s3, FakeFetcher(in_chunks(body, 3))).copy(JOB_ID, "fal", FAL_URL)
+
+    assert not failure.value.retryable
+    assert "not an MP4" in failure.value.reason
+    assert_nothing_stored(s3)
+
+
+def test_the_mp4_check_needs_no_more_than_the_first_chunk(s3: "S3Client") -> None:
+    """A non-MP4 body is refused after its first chunk: the rest is never read, and nothing is uploaded."""
+    read: list[int] = []
+
+    def chunks() -> Iterator[bytes]:
+        for index in range(100):
+            read.append(index)
+            yield b"not a video, " * 1000
+
+    with pytest.raises(CopyFailed):
+        copier(s3, FakeFetcher(chunks())).copy(JOB_ID, "fal", FAL_URL)
+
+    assert read == [0]
+    assert_nothing_stored(s3)
+
+
+def test_redelivery_after_a_crash_leaves_exactly_one_object(s3: "S3Client") -> None:
+    body = video_body(PART_SIZE + 77)
+    crash = FetchError("the connection failed (RemoteProtocolError)", retryable=True)
+    with pytest.raises(CopyFailed):
+        copier(s3, FakeFetcher(failing_after([body[:PART_SIZE]], crash))).copy(JOB_ID, "fal", FAL_URL)
+
+    first = copier(s3, FakeFetcher(in_chunks(body, MIB))).copy(JOB_ID, "fal", FAL_URL)
+    again = copier(s3, FakeFetcher(in_chunks(body, MIB))).copy(JOB_ID, "fal", FAL_URL)
+
+    assert first == again
+    assert stored_keys(s3) == [KEY]
+    assert pending_uploads(s3) == []
+    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == body
+
+
+def test_the_store_refuses_an_empty_stream_and_a_stream_over_the_limit(s3: "S3Client") -> None:
+    store = S3VideoStore(s3, BUCKET, part_size=PART_SIZE)
+
+    with pytest.raises(EmptyVideo):
+        store.store(KEY, iter([b"", b""]), content_type="video/mp4", max_bytes=MIB)
+    with pytest.raises(VideoTooLarge):
+        store.store(KEY, in_chunks(bytes(2 * PART_SIZE), MIB), content_type="video/mp4", max_bytes=PART_SIZE + 1)
+
+    assert_nothing_stored(s3)
+
+
+@pytest.mark.parametrize("part_size", [5 * MIB - 1, 16 * MIB + 1])
+def test_part_sizes_outside_s3s_and_our_bounds_are_refused(s3: "S3Client", part_size: int) -> None:
+    with pytest.raises(ValueError, match="part_size"):
+        S3VideoStore(s3, BUCKET, part_size=part_size)
+
+
+def test_accepted_content_types_include_fals_octet_stream() -> None:
+    assert {"video/mp4", "application/octet-stream"} == ACCEPTED_CONTENT_TYPES
