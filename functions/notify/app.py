@@ -9,14 +9,15 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatarjobs.adapters.jobs_table import job_from_item
-from avatarjobs.composition_notify import subscribers
-from avatarjobs.domain.job_events import job_event
+from avatarjobs.composition import subscribers
+from avatarjobs.domain.job_events import subscriber_event
 from avatarjobs.observability import logger, metrics, tracer
 
-# Failures are always reported per record (the stream resumes from the first failed sequence number, and with
-# BisectBatchOnFunctionError the batch is split there), never as an invocation error, even when every record
-# failed; records that keep failing go to NotifyFailureQueue.
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
+# A record that could not be published is reported by its sequence number: the stream resumes from it (with
+# BisectBatchOnFunctionError, the batch is split there). When every record failed (the topic or the bus is
+# unreachable), the invocation fails instead, so NotifyFunctionErrorsAlarm sees the outage and Lambda bisects
+# the batch; records that keep failing end in NotifyFailureQueue.
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
 @tracer.capture_method
@@ -27,7 +28,7 @@ def notify_record(record: DynamoDBRecord) -> None:
     if "NewImage" not in images:
         return
     old = job_from_item(images["OldImage"]) if "OldImage" in images else None
-    event = job_event(old, job_from_item(images["NewImage"]))
+    event = subscriber_event(old, job_from_item(images["NewImage"]))
     if event is None:
         return
     subscribers().publish(event)

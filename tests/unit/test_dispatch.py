@@ -46,7 +46,9 @@ def dispatch_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stac
 
 
 def public_base_url() -> str:
-    return composition.provider_settings().public_base_url
+    url = composition.provider_settings().public_base_url
+    assert url is not None
+    return url
 
 
 def fal_job(**fields: Any) -> Job:

@@ -9,6 +9,7 @@ from avatarjobs.adapters.job_queues import SqsJobQueue, SqsRedelivery
 from avatarjobs.adapters.jobs_table import DynamoJobsRepository
 from avatarjobs.adapters.media_store import S3MediaStore
 from avatarjobs.adapters.provider_keys import provider_key
+from avatarjobs.adapters.subscribers import Subscribers
 from avatarjobs.adapters.video_store import S3VideoStore
 from avatarjobs.domain.dead_letters import DeadLetters
 from avatarjobs.domain.dispatch_service import Dispatcher
@@ -61,6 +62,7 @@ def jobs_service() -> JobsService:
         jobs=_jobs_repository(),
         queue=SqsJobQueue(aws_clients.sqs(), settings().dispatch_queue_url),
         media=_media_store(),
+        providers=provider,
     )
 
 
@@ -139,6 +141,13 @@ def dispatch_redelivery() -> SqsRedelivery:
 @once_per_process
 def finalize_redelivery() -> SqsRedelivery:
     return SqsRedelivery(aws_clients.sqs(), _required_setting(settings().finalize_queue_url, "FINALIZE_QUEUE_URL"))
+
+
+@once_per_process
+def subscribers() -> Subscribers:
+    topic = _required_setting(settings().job_events_topic_arn, "JOB_EVENTS_TOPIC_ARN")
+    bus = _required_setting(settings().job_event_bus_name, "JOB_EVENT_BUS_NAME")
+    return Subscribers(aws_clients.sns(), topic, aws_clients.events(), bus)
 
 
 @once_per_process

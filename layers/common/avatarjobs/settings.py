@@ -24,6 +24,8 @@ class Settings:
     inputs_bucket_name: str
     outputs_bucket_name: str
     finalize_queue_url: str | None  # the functions that record completions (webhook, reconcile)
+    job_events_topic_arn: str | None  # notify
+    job_event_bus_name: str | None  # notify, ingest
 
     @classmethod
     def from_environment(cls) -> "Settings":
@@ -34,6 +36,8 @@ class Settings:
             inputs_bucket_name=_required("INPUTS_BUCKET_NAME"),
             outputs_bucket_name=_required("OUTPUTS_BUCKET_NAME"),
             finalize_queue_url=os.environ.get("FINALIZE_QUEUE_URL") or None,
+            job_events_topic_arn=os.environ.get("JOB_EVENTS_TOPIC_ARN") or None,
+            job_event_bus_name=os.environ.get("JOB_EVENT_BUS_NAME") or None,
         )
 
 

@@ -8,7 +8,9 @@ from botocore.config import Config
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
 _CONFIG = Config(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 3})
@@ -31,7 +33,17 @@ def s3() -> "S3Client":
     return boto3.client("s3", config=_CONFIG.merge(presign_config))
 
 
+@cache
+def sns() -> "SNSClient":
+    return boto3.client("sns", config=_CONFIG)
+
+
+@cache
+def events() -> "EventBridgeClient":
+    return boto3.client("events", config=_CONFIG)
+
+
 def reset() -> None:
     """Forget the clients (tests that start a new mock or point at a new endpoint call this)."""
-    for factory in (dynamodb, sqs, s3):
+    for factory in (dynamodb, sqs, s3, sns, events):
         factory.cache_clear()

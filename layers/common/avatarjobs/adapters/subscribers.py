@@ -8,7 +8,7 @@ DESIGN.md; subscribers drop duplicates by `event_id`, which is the same on every
 
 from typing import TYPE_CHECKING
 
-from avatarjobs.domain.job_events import EVENT_SOURCE, JobEvent
+from avatarjobs.domain.job_events import EVENT_SOURCE, SubscriberEvent
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
@@ -35,7 +35,7 @@ class Subscribers:
         self._events = events_client
         self._bus_name = bus_name
 
-    def publish(self, event: JobEvent) -> None:
+    def publish(self, event: SubscriberEvent) -> None:
         body = event.body()
         self._sns.publish(
             TopicArn=self._topic_arn,
@@ -58,7 +58,7 @@ class Subscribers:
             raise EventBusRejected(event.event_id, response)
 
     @staticmethod
-    def _message_attributes(event: JobEvent) -> dict[str, "MessageAttributeValueTypeDef"]:
+    def _message_attributes(event: SubscriberEvent) -> dict[str, "MessageAttributeValueTypeDef"]:
         """For subscription filter policies."""
         values = {"status": event.status.value, "provider": event.provider, "type": event.type}
         return {name: {"DataType": "String", "StringValue": value} for name, value in values.items()}

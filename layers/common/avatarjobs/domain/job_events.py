@@ -30,7 +30,7 @@ DETAIL_TYPES: dict[JobStatus, str] = {
 }
 
 
-class JobEvent(BaseModel):
+class SubscriberEvent(BaseModel):
     """The body of the message on both channels; its JSON is exactly DESIGN.md's, every key always present."""
 
     model_config = ConfigDict(frozen=True)
@@ -57,7 +57,7 @@ class JobEvent(BaseModel):
         return self.model_dump_json()
 
 
-def job_event(old: Job | None, new: Job) -> JobEvent | None:
+def subscriber_event(old: Job | None, new: Job) -> SubscriberEvent | None:
     """The event of a change from `old` (None: the job is new) to `new`; None unless it entered a terminal status.
 
     Changes within a status (an output or bookkeeping update after the job finished, a second write of the
@@ -65,7 +65,7 @@ def job_event(old: Job | None, new: Job) -> JobEvent | None:
     """
     if not new.status.is_terminal or (old is not None and old.status == new.status):
         return None
-    return JobEvent(
+    return SubscriberEvent(
         event_id=f"{new.job_id}:{new.status}",
         type=_EVENT_TYPES[new.status],
         job_id=new.job_id,

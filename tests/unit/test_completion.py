@@ -1,0 +1,427 @@
+"""The completion path under moto and respx: webhooks, finalize, reconcile, and cancel at the provider."""
+
+import base64
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+import respx
+from nacl.signing import SigningKey
+
+from avatarjobs import composition
+from avatarjobs.domain.job import Job, JobStatus, ProviderResult, isoformat, utc_now
+from avatarjobs.domain.requests import FalMultiTextRequest, MirakoTalkingAvatarRequest
+from avatarjobs.providers.mirako import new_webhook_token
+from devstack.cloudformation import REGION, Stack
+from functions.dead_letter import app as dead_letter_app
+from functions.finalize import app as finalize_app
+from functions.reconcile import app as reconcile_app
+from functions.webhook import app as webhook_app
+from tests.api_events import OWNER, api_event, load_event
+from tests.lambda_context import LambdaContext
+
+FAL = "https://queue.fal.run"
+MIRAKO = "https://mirako.co"
+JWKS_URL = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+REQUEST_ID = "764cabcf-b745-4b3e-ae38-1200304cf45b"
+VIDEO_URL = "https://v3.fal.media/files/zebra/30b76b90c2164f9a926527497c20832b.mp4"
+VIDEO = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"frame" * 4000
+FAL_URLS = {
+    "status_url": f"{FAL}/fal-ai/ai-avatar/requests/{REQUEST_ID}/status",
+    "response_url": f"{FAL}/fal-ai/ai-avatar/requests/{REQUEST_ID}",
+    "cancel_url": f"{FAL}/fal-ai/ai-avatar/requests/{REQUEST_ID}/cancel",
+}
+FUNCTIONS = ("WebhookFunction", "FinalizeFunction", "ReconcileFunction", "ApiFunction")
+
+
+@pytest.fixture
+def fal_key() -> SigningKey:
+    return SigningKey.generate()
+
+
+@pytest.fixture
+def env(stack: Stack, monkeypatch: pytest.MonkeyPatch, fal_key: SigningKey) -> Iterator[Stack]:
+    for function in FUNCTIONS:
+        for name, value in stack.function_environment(function).items():
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("FAL_KEY", "fal-secret-key")
+    monkeypatch.setenv("MIRAKO_API_KEY", "mirako-secret-key")
+    composition.reset()
+    x = base64.urlsafe_b64encode(bytes(fal_key.verify_key)).rstrip(b"=").decode()
+    with respx.mock:
+        respx.get(JWKS_URL).mock(
+            return_value=httpx.Response(200, json={"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x}]})
+        )
+        respx.get(VIDEO_URL).mock(
+            return_value=httpx.Response(200, content=VIDEO, headers={"Content-Type": "application/octet-stream"})
+        )
+        yield stack
+
+
+def submitted_fal_job(**changes: Any) -> Job:
+    request = FalMultiTextRequest(
+        provider="fal",
+        model="fal-ai/ai-avatar/multi-text",
+        image_url="https://example.com/a.png",
+        first_text_input="Hi.",
+        second_text_input="Hello!",
+        prompt="Two people.",
+    )
+    job = composition.jobs_service().create_job(OWNER, request).job
+    repository = composition.jobs_service()._jobs
+    return repository.update_status(
+        job,
+        JobStatus.SUBMITTED,
+        now=isoformat(utc_now()),
+        changes={"provider_request_id": REQUEST_ID, "provider_urls": FAL_URLS, **changes},
+    )
+
+
+def submitted_mirako_job() -> tuple[Job, str]:
+    request = MirakoTalkingAvatarRequest(
+        provider="mirako",
+        model="talking-avatar",
+        image_url="https://example.com/a.png",
+        audio_url="https://example.com/a.wav",
+    )
+    job = composition.jobs_service().create_job(OWNER, request).job
+    token, token_hash = new_webhook_token()
+    job = composition.jobs_service()._jobs.update_status(
+        job,
+        JobStatus.SUBMITTED,
+        now=isoformat(utc_now()),
+        changes={"provider_request_id": "xdac2o3c", "webhook_token_sha256": token_hash},
+    )
+    return job, token
+
+
+def fal_body(status: str = "OK", request_id: str = REQUEST_ID) -> bytes:
+    payload: dict[str, Any] = (
+        {"video": {"url": VIDEO_URL, "content_type": "application/octet-stream", "file_size": len(VIDEO)}, "seed": 81}
+        if status == "OK"
+        else {"detail": [{"loc": ["body", "image_url"], "msg": "no face found", "type": "value_error"}]}
+    )
+    body = {"request_id": request_id, "gateway_request_id": request_id, "status": status, "payload": payload}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def fal_headers(key: SigningKey, body: bytes, *, request_id: str = REQUEST_ID, age: int = 0) -> dict[str, str]:
+    timestamp = str(int(time.time()) - age)
+    message = "\n".join([request_id, "user-9", timestamp, hashlib.sha256(body).hexdigest()]).encode()
+    return {
+        "Content-Type": "application/json",
+        "X-Fal-Webhook-Request-Id": request_id,
+        "X-Fal-Webhook-User-Id": "user-9",
+        "X-Fal-Webhook-Timestamp": timestamp,
+        "X-Fal-Webhook-Signature": key.sign(message).signature.hex(),
+    }
+
+
+def deliver(provider: str, job_id: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+    event = api_event("POST", f"/webhooks/{provider}/{job_id}", raw_body=body.decode(), headers=headers, owner=None)
+    event["headers"] = {name: value for name, value in event["headers"].items() if name != "x-api-key"}
+    response = webhook_app.lambda_handler(event, LambdaContext("WebhookFunction"))
+    return response["statusCode"], json.loads(response["body"])
+
+
+def queued(stack: Stack, queue: str) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs", region_name=REGION)
+    messages: list[dict[str, Any]] = []
+    while batch := sqs.receive_message(QueueUrl=stack.refs[queue], MaxNumberOfMessages=10).get("Messages", []):
+        messages.extend(dict(message) for message in batch)
+    return messages
+
+
+def run_finalize(stack: Stack, messages: list[dict[str, Any]]) -> list[str]:
+    template = load_event("sqs_finalize.json")["Records"][0]
+    records = [
+        {
+            **template,
+            "messageId": m["MessageId"],
+            "receiptHandle": m["ReceiptHandle"],
+            "body": m["Body"],
+            "eventSourceARN": stack.attributes[("FinalizeQueue", "Arn")],
+        }
+        for m in messages
+    ]
+    response = finalize_app.lambda_handler({"Records": records}, LambdaContext("FinalizeFunction", seconds_left=900))
+    return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
+
+
+def stored(job_id: str) -> Job:
+    return composition.jobs_service().get_job(OWNER, job_id)
+
+
+def videos(stack: Stack) -> list[str]:
+    listing = boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=stack.refs["OutputsBucket"])
+    return [item["Key"] for item in listing.get("Contents", [])]
+
+
+# -- fal signatures -----------------------------------------------------------------------------------------
+
+
+def test_a_signed_fal_webhook_records_the_completion(env: Stack, fal_key: SigningKey) -> None:
+    job = submitted_fal_job()
+    body = fal_body()
+    assert deliver("fal", job.job_id, body, fal_headers(fal_key, body)) == (200, {"status": "recorded"})
+    finalizing = stored(job.job_id)
+    assert finalizing.status == JobStatus.FINALIZING
+    assert finalizing.provider_result is not None
+    assert finalizing.provider_result.video_url == VIDEO_URL
+    assert [json.loads(m["Body"]) for m in queued(env, "FinalizeQueue")] == [{"job_id": job.job_id}]
+
+
+def _forgeries(key: SigningKey) -> list[tuple[str, bytes, dict[str, str]]]:
+    body = fal_body()
+    flipped = bytearray(body)
+    flipped[40] ^= 0x01
+    reserialized = json.dumps(json.loads(body), indent=1).encode()
+    missing = fal_headers(key, body)
+    del missing["X-Fal-Webhook-Signature"]
+    return [
+        ("another key", body, fal_headers(SigningKey.generate(), body)),
+        ("a flipped body byte", bytes(flipped), fal_headers(key, body)),
+        ("a re-serialized body", reserialized, fal_headers(key, body)),
+        ("a timestamp 301 s old", body, fal_headers(key, body, age=301)),
+        ("no signature header", body, missing),
+        ("no headers at all", body, {"Content-Type": "application/json"}),
+    ]
+
+
+@pytest.mark.parametrize("case", range(6), ids=[name for name, *_ in _forgeries(SigningKey.generate())])
+def test_a_forged_fal_webhook_is_refused_and_changes_nothing(env: Stack, fal_key: SigningKey, case: int) -> None:
+    job = submitted_fal_job()
+    _, body, headers = _forgeries(fal_key)[case]
+    status, problem = deliver("fal", job.job_id, body, headers)
+    assert status == 401
+    assert problem["code"] == "webhook_not_authentic"
+    assert stored(job.job_id) == job
+    assert queued(env, "FinalizeQueue") == []
+
+
+def test_a_fal_error_webhook_fails_the_job_with_fals_message(env: Stack, fal_key: SigningKey) -> None:
+    job = submitted_fal_job()
+    body = fal_body("ERROR")
+    assert deliver("fal", job.job_id, body, fal_headers(fal_key, body))[0] == 200
+    failed = stored(job.job_id)
+    assert failed.status == JobStatus.FAILED
+    assert failed.error is not None
+    assert "no face found" in failed.error.message
+    assert queued(env, "FinalizeQueue") == []
+
+
+def test_a_webhook_for_an_unknown_job_or_request_is_acknowledged_and_ignored(env: Stack, fal_key: SigningKey) -> None:
+    job = submitted_fal_job()
+    other = fal_body(request_id="other-request")
+    assert deliver("fal", job.job_id, other, fal_headers(fal_key, other, request_id="other-request")) == (
+        200,
+        {"status": "ignored"},
+    )
+    body = fal_body()
+    assert deliver("fal", "01JD0000000000000000000009", body, fal_headers(fal_key, body)) == (
+        200,
+        {"status": "ignored"},
+    )
+    assert stored(job.job_id) == job
+
+
+def test_an_oversized_or_non_json_webhook_is_refused(env: Stack, fal_key: SigningKey) -> None:
+    job = submitted_fal_job()
+    big = b'{"pad":"' + b"x" * (1024 * 1024) + b'"}'
+    assert deliver("fal", job.job_id, big, fal_headers(fal_key, big))[0] == 413
+    body = fal_body()
+    headers = {**fal_headers(fal_key, body), "Content-Type": "text/plain"}
+    assert deliver("fal", job.job_id, body, headers)[0] == 415
+    assert stored(job.job_id) == job
+
+
+# -- ten deliveries -----------------------------------------------------------------------------------------
+
+
+def test_ten_deliveries_make_one_finalize_message_one_object_and_one_success(env: Stack, fal_key: SigningKey) -> None:
+    job = submitted_fal_job()
+    body = fal_body()
+    answers = [deliver("fal", job.job_id, body, fal_headers(fal_key, body)) for _ in range(10)]
+    assert answers == [(200, {"status": "recorded"})] + [(200, {"status": "duplicate"})] * 9
+    messages = queued(env, "FinalizeQueue")
+    assert len(messages) == 1
+    assert run_finalize(env, messages) == []
+    assert run_finalize(env, messages) == []  # a redelivered message changes nothing
+    done = stored(job.job_id)
+    assert done.status == JobStatus.SUCCEEDED
+    assert list(done.timeline) == ["ACCEPTED", "SUBMITTED", "FINALIZING", "SUCCEEDED"]
+    assert videos(env) == [f"videos/{job.job_id}.mp4"]
+    assert done.output is not None
+    assert done.output.size == len(VIDEO)
+    assert done.output.sha256 == hashlib.sha256(VIDEO).hexdigest()
+
+
+# -- Mirako -------------------------------------------------------------------------------------------------
+
+
+def test_a_mirako_callback_is_confirmed_through_the_status_endpoint(env: Stack) -> None:
+    job, token = submitted_mirako_job()
+    status = respx.get(f"{MIRAKO}/v1/video/async_generate_talking_avatar/xdac2o3c/status").mock(
+        return_value=httpx.Response(
+            200,
+            json={"data": {"task_id": "xdac2o3c", "status": "COMPLETED", "file_url": "https://cdn.mirako.co/v/x.mp4"}},
+        )
+    )
+    body = json.dumps({"id": "xdac2o3c", "status": "COMPLETED", "delayTime": 1, "executionTime": 2}).encode()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    assert deliver("mirako", job.job_id, body, headers) == (200, {"status": "recorded"})
+    assert status.call_count == 1
+    finalizing = stored(job.job_id)
+    assert finalizing.status == JobStatus.FINALIZING
+    assert finalizing.provider_result is not None
+    assert finalizing.provider_result.video_url == "https://cdn.mirako.co/v/x.mp4"
+
+
+def test_a_mirako_callback_whose_status_is_not_done_records_nothing_but_progress(env: Stack) -> None:
+    job, token = submitted_mirako_job()
+    respx.get(f"{MIRAKO}/v1/video/async_generate_talking_avatar/xdac2o3c/status").mock(
+        return_value=httpx.Response(200, json={"data": {"task_id": "xdac2o3c", "status": "IN_PROGRESS"}})
+    )
+    body = b'{"id": "xdac2o3c", "status": "COMPLETED"}'  # the body lies; the status endpoint is believed
+    assert (
+        deliver("mirako", job.job_id, body, {"Content-Type": "application/json", "Authorization": f"Bearer {token}"})[0]
+        == 200
+    )
+    assert stored(job.job_id).status == JobStatus.RUNNING
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-token", "Basic Zm9vOmJhcg=="])
+def test_a_mirako_callback_without_the_jobs_token_is_refused(env: Stack, authorization: str | None) -> None:
+    job, _ = submitted_mirako_job()
+    headers = {"Content-Type": "application/json", **({"Authorization": authorization} if authorization else {})}
+    assert deliver("mirako", job.job_id, b'{"id": "xdac2o3c"}', headers)[0] == 401
+    assert stored(job.job_id) == job
+
+
+def test_the_sample_webhook_events_run_through_the_handler(env: Stack) -> None:
+    fal = webhook_app.lambda_handler(load_event("api_webhook_fal.json"), LambdaContext("WebhookFunction"))
+    assert fal["statusCode"] == 401  # its signature is not by a key of our JWKS
+    mirako = webhook_app.lambda_handler(load_event("api_webhook_mirako.json"), LambdaContext("WebhookFunction"))
+    assert (mirako["statusCode"], json.loads(mirako["body"])) == (200, {"status": "ignored"})  # no such job
+
+
+# -- finalize -----------------------------------------------------------------------------------------------
+
+
+def test_a_video_on_a_host_that_is_not_the_providers_fails_the_job(env: Stack) -> None:
+    job = submitted_fal_job()
+    composition.provider_progress().completed(job, ProviderResult(video_url="https://evil.example/x.mp4"))
+    assert run_finalize(env, queued(env, "FinalizeQueue")) == []
+    failed = stored(job.job_id)
+    assert failed.status == JobStatus.FAILED
+    assert failed.error is not None
+    assert "evil.example" in failed.error.message
+    assert videos(env) == []
+
+
+def test_a_failed_download_is_retried_then_dead_lettered_into_a_failed_job(env: Stack) -> None:
+    job = submitted_fal_job()
+    respx.get(VIDEO_URL).mock(return_value=httpx.Response(503))
+    composition.provider_progress().completed(job, ProviderResult(video_url=VIDEO_URL))
+    messages = queued(env, "FinalizeQueue")
+    assert run_finalize(env, messages) == [messages[0]["MessageId"]]
+    waiting = stored(job.job_id)
+    assert waiting.status == JobStatus.FINALIZING
+    assert waiting.last_error is not None
+
+    event = load_event("sqs_dead_letter.json")
+    event["Records"][0]["body"] = json.dumps({"job_id": job.job_id})
+    dead_letter_app.lambda_handler(event, LambdaContext("DeadLetterFunction"))
+    failed = stored(job.job_id)
+    assert failed.status == JobStatus.FAILED
+    assert failed.error is not None
+    assert failed.error.code == "FINALIZE_FAILED"
+    assert videos(env) == []
+
+
+# -- reconcile ----------------------------------------------------------------------------------------------
+
+
+def _age(job: Job, **fields: str) -> Job:
+    return composition.jobs_service()._jobs.update_fields(job, now=job.updated_at, changes=fields)
+
+
+def test_a_job_whose_webhook_never_comes_is_finished_by_the_reconciler(env: Stack) -> None:
+    job = _age(submitted_fal_job(), status_since=isoformat(utc_now() - timedelta(minutes=30)))
+    respx.get(FAL_URLS["status_url"]).mock(return_value=httpx.Response(200, json={"status": "COMPLETED"}))
+    respx.get(FAL_URLS["response_url"]).mock(
+        return_value=httpx.Response(200, json={"video": {"url": VIDEO_URL, "content_type": "video/mp4"}, "seed": 1})
+    )
+    result = reconcile_app.lambda_handler(load_event("schedule_reconcile.json"), LambdaContext("ReconcileFunction"))
+    assert result["polled"] == 1
+    assert stored(job.job_id).status == JobStatus.FINALIZING
+    assert run_finalize(env, queued(env, "FinalizeQueue")) == []
+    assert stored(job.job_id).status == JobStatus.SUCCEEDED
+    assert videos(env) == [f"videos/{job.job_id}.mp4"]
+
+
+def test_a_job_past_its_deadline_times_out_and_is_canceled_at_the_provider(env: Stack) -> None:
+    job = _age(submitted_fal_job(), deadline_at=isoformat(utc_now() - timedelta(seconds=1)))
+    cancel = respx.put(FAL_URLS["cancel_url"]).mock(return_value=httpx.Response(200, json={"status": "OK"}))
+    result = reconcile_app.lambda_handler(load_event("schedule_reconcile.json"), LambdaContext("ReconcileFunction"))
+    assert result["timed_out"] == 1
+    timed_out = stored(job.job_id)
+    assert timed_out.status == JobStatus.TIMED_OUT
+    assert timed_out.error is not None
+    assert timed_out.error.code == "DEADLINE_PASSED"
+    assert cancel.call_count == 1
+
+
+def test_an_accepted_job_that_was_never_queued_is_queued(env: Stack) -> None:
+    request = FalMultiTextRequest(
+        provider="fal",
+        model="fal-ai/ai-avatar/multi-text",
+        image_url="https://e.com/a.png",
+        first_text_input="Hi.",
+        second_text_input="Hello!",
+        prompt="Two people.",
+    )
+    job = composition.jobs_service().create_job(OWNER, request).job
+    queued(env, "DispatchQueue")  # drain the message the API sent
+    job = stored(job.job_id)
+    job = _age(job, created_at=isoformat(utc_now() - timedelta(minutes=10)))
+    composition.jobs_service()._jobs.update_fields(job, now=job.updated_at, changes={}, remove=("enqueued_at",))
+    result = reconcile_app.lambda_handler(load_event("schedule_reconcile.json"), LambdaContext("ReconcileFunction"))
+    assert result["requeued"] == 1
+    assert [json.loads(m["Body"]) for m in queued(env, "DispatchQueue")] == [{"job_id": job.job_id}]
+
+
+def test_a_cancel_requested_mirako_job_follows_the_provider_to_canceled(env: Stack) -> None:
+    job, _ = submitted_mirako_job()
+    job = composition.jobs_service()._jobs.update_status(job, JobStatus.CANCEL_REQUESTED, now=isoformat(utc_now()))
+    job = _age(job, status_since=isoformat(utc_now() - timedelta(minutes=30)))
+    respx.get(f"{MIRAKO}/v1/video/async_generate_talking_avatar/xdac2o3c/status").mock(
+        return_value=httpx.Response(200, json={"data": {"task_id": "xdac2o3c", "status": "CANCELED"}})
+    )
+    reconcile_app.lambda_handler(load_event("schedule_reconcile.json"), LambdaContext("ReconcileFunction"))
+    assert stored(job.job_id).status == JobStatus.CANCELED
+
+
+# -- cancel at the provider ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("OK", JobStatus.CANCELED),
+        ("CANCELLATION_REQUESTED", JobStatus.CANCEL_REQUESTED),
+        ("ALREADY_COMPLETED", JobStatus.CANCEL_REQUESTED),
+    ],
+)
+def test_canceling_a_submitted_job_asks_the_provider(env: Stack, answer: str, expected: JobStatus) -> None:
+    job = submitted_fal_job()
+    cancel = respx.put(FAL_URLS["cancel_url"]).mock(return_value=httpx.Response(200, json={"status": answer}))
+    assert composition.jobs_service().cancel_job(OWNER, job.job_id).status == expected
+    assert cancel.call_count == 1
+    assert stored(job.job_id).status == expected
