@@ -24,6 +24,9 @@ from devstack.moto_atomicity import make_dynamodb_writes_atomic
 
 make_dynamodb_writes_atomic()
 
+# Shared fixtures of their own modules (e.g. `channels`, what subscribers receive).
+pytest_plugins = ["tests.support.subscribers"]
+
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:

@@ -25,6 +25,7 @@ from functions.reconcile import app as reconcile_app
 from functions.webhook import app as webhook_app
 from tests.api_events import OWNER, api_event, load_event
 from tests.lambda_context import LambdaContext
+from tests.support.subscribers import Channels, notify_from_stream
 
 FAL = "https://queue.fal.run"
 MIRAKO = "https://mirako.co"
@@ -244,7 +245,19 @@ def test_an_oversized_or_non_json_webhook_is_refused(env: Stack, fal_key: Signin
 # -- ten deliveries -----------------------------------------------------------------------------------------
 
 
-def test_ten_deliveries_make_one_finalize_message_one_object_and_one_success(env: Stack, fal_key: SigningKey) -> None:
+def told_once(channels: Channels, job_id: str, kind: str) -> None:
+    """Exactly one message on each channel, about this job, of this type."""
+    [message] = channels.topic_messages()
+    [event] = channels.bus_events()
+    assert message["MessageAttributes"]["type"]["Value"] == kind
+    assert json.loads(message["Message"])["event_id"] == event["detail"]["event_id"]
+    assert event["detail"]["job_id"] == job_id
+    assert event["detail"]["type"] == kind
+
+
+def test_ten_deliveries_make_one_finalize_message_one_object_and_one_success(
+    env: Stack, fal_key: SigningKey, channels: Channels
+) -> None:
     job = submitted_fal_job()
     body = fal_body()
     answers = [deliver("fal", job.job_id, body, fal_headers(fal_key, body)) for _ in range(10)]
@@ -260,6 +273,8 @@ def test_ten_deliveries_make_one_finalize_message_one_object_and_one_success(env
     assert done.output is not None
     assert done.output.size == len(VIDEO)
     assert done.output.sha256 == hashlib.sha256(VIDEO).hexdigest()
+    assert notify_from_stream(env) == []
+    told_once(channels, job.job_id, "job.succeeded")
 
 
 # -- Mirako -------------------------------------------------------------------------------------------------
@@ -352,7 +367,7 @@ def _age(job: Job, **fields: str) -> Job:
     return composition.jobs_service()._jobs.update_fields(job, now=job.updated_at, changes=fields)
 
 
-def test_a_job_whose_webhook_never_comes_is_finished_by_the_reconciler(env: Stack) -> None:
+def test_a_job_whose_webhook_never_comes_is_finished_by_the_reconciler(env: Stack, channels: Channels) -> None:
     job = _age(submitted_fal_job(), status_since=isoformat(utc_now() - timedelta(minutes=30)))
     respx.get(FAL_URLS["status_url"]).mock(return_value=httpx.Response(200, json={"status": "COMPLETED"}))
     respx.get(FAL_URLS["response_url"]).mock(
@@ -364,9 +379,11 @@ def test_a_job_whose_webhook_never_comes_is_finished_by_the_reconciler(env: Stac
     assert run_finalize(env, queued(env, "FinalizeQueue")) == []
     assert stored(job.job_id).status == JobStatus.SUCCEEDED
     assert videos(env) == [f"videos/{job.job_id}.mp4"]
+    assert notify_from_stream(env) == []
+    told_once(channels, job.job_id, "job.succeeded")
 
 
-def test_a_job_past_its_deadline_times_out_and_is_canceled_at_the_provider(env: Stack) -> None:
+def test_a_job_past_its_deadline_times_out_and_is_canceled_at_the_provider(env: Stack, channels: Channels) -> None:
     job = _age(submitted_fal_job(), deadline_at=isoformat(utc_now() - timedelta(seconds=1)))
     cancel = respx.put(FAL_URLS["cancel_url"]).mock(return_value=httpx.Response(200, json={"status": "OK"}))
     result = reconcile_app.lambda_handler(load_event("schedule_reconcile.json"), LambdaContext("ReconcileFunction"))
@@ -376,6 +393,8 @@ def test_a_job_past_its_deadline_times_out_and_is_canceled_at_the_provider(env: 
     assert timed_out.error is not None
     assert timed_out.error.code == "DEADLINE_PASSED"
     assert cancel.call_count == 1
+    assert notify_from_stream(env) == []
+    told_once(channels, job.job_id, "job.timed_out")
 
 
 def test_an_accepted_job_that_was_never_queued_is_queued(env: Stack) -> None:

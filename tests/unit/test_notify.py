@@ -6,8 +6,7 @@ so the SNS envelope with its message attributes arrives) and an EventBridge rule
 
 import copy
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -15,7 +14,6 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from botocore.awsrequest import AWSResponse, HTTPHeaders
-from botocore.config import Config
 
 from avatarjobs import composition
 from avatarjobs.adapters import aws_clients
@@ -27,9 +25,10 @@ from devstack.cloudformation import REGION, Stack
 from functions.notify import app as notify_app
 from tests.api_events import OWNER, load_event
 from tests.lambda_context import LambdaContext
+from tests.support.subscribers import Channels, real_stream_records
 
 if TYPE_CHECKING:
-    from mypy_boto3_sqs import SQSClient
+    pass
 
 S = JobStatus
 T0 = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
@@ -62,82 +61,6 @@ PATHS: dict[JobStatus, list[JobStatus]] = {
     S.FINALIZING: [S.SUBMITTED, S.RUNNING, S.FINALIZING],
     S.CANCEL_REQUESTED: [S.SUBMITTED, S.RUNNING, S.CANCEL_REQUESTED],
 }
-
-
-@dataclass
-class Channels:
-    """Where subscribers' copies arrive: one queue behind the topic, one behind a rule on the bus."""
-
-    sqs: "SQSClient"
-    topic_arn: str
-    bus_name: str
-    topic_queue_url: str
-    bus_queue_url: str
-
-    def topic_messages(self) -> list[dict[str, Any]]:
-        """The SNS envelopes delivered to the subscribed queue."""
-        return [json.loads(body) for body in self._drain(self.topic_queue_url)]
-
-    def bus_events(self) -> list[dict[str, Any]]:
-        """The EventBridge events the rule delivered to its target queue."""
-        return [json.loads(body) for body in self._drain(self.bus_queue_url)]
-
-    def _drain(self, queue_url: str) -> list[str]:
-        bodies: list[str] = []
-        while True:
-            messages = self.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
-            if not messages:
-                return bodies
-            for message in messages:
-                bodies.append(message["Body"])
-                self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-
-
-@pytest.fixture
-def channels(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Channels]:
-    sns = boto3.client("sns", region_name=REGION)
-    events = boto3.client("events", region_name=REGION)
-    sqs = boto3.client("sqs", region_name=REGION)
-    # provision() makes the topic and the bus template.yaml declares. Until the template has them, they are
-    # made here, by their logical ids, as provision() names them.
-    for logical_id in ("JobEventsTopic", "JobEventBus"):
-        assert (logical_id in stack.refs) == (logical_id in stack.template["Resources"])
-    if "JobEventsTopic" not in stack.refs:
-        stack.refs["JobEventsTopic"] = sns.create_topic(Name=f"{stack.stack_name}-JobEventsTopic")["TopicArn"]
-    if "JobEventBus" not in stack.refs:
-        events.create_event_bus(Name=f"{stack.stack_name}-JobEventBus")
-        stack.refs["JobEventBus"] = f"{stack.stack_name}-JobEventBus"
-    if "NotifyFunction" in stack.template["Resources"]:
-        environment = stack.function_environment("NotifyFunction")
-    else:
-        environment = {
-            "JOB_EVENTS_TOPIC_ARN": stack.refs["JobEventsTopic"],
-            "JOB_EVENT_BUS_NAME": stack.refs["JobEventBus"],
-        }
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
-    assert environment["JOB_EVENTS_TOPIC_ARN"] == stack.refs["JobEventsTopic"]
-    assert environment["JOB_EVENT_BUS_NAME"] == stack.refs["JobEventBus"]
-
-    def observer_queue(name: str) -> tuple[str, str]:
-        url = sqs.create_queue(QueueName=name)["QueueUrl"]
-        return url, sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-
-    topic_queue_url, topic_queue_arn = observer_queue("topic-subscriber")
-    sns.subscribe(
-        TopicArn=stack.refs["JobEventsTopic"],
-        Protocol="sqs",
-        Endpoint=topic_queue_arn,
-        Attributes={"RawMessageDelivery": "false"},
-    )
-    bus_queue_url, bus_queue_arn = observer_queue("bus-subscriber")
-    bus = stack.refs["JobEventBus"]
-    events.put_rule(Name="job-events", EventBusName=bus, EventPattern=json.dumps({"source": ["avatarjobs"]}))
-    events.put_targets(Rule="job-events", EventBusName=bus, Targets=[{"Id": "observer", "Arn": bus_queue_arn}])
-
-    composition.reset()
-    yield Channels(sqs, stack.refs["JobEventsTopic"], bus, topic_queue_url, bus_queue_url)
-    composition.reset()
 
 
 @pytest.fixture
@@ -474,27 +397,6 @@ def test_a_missing_topic_fails_the_invocation_and_tells_the_bus_nothing(
 
 
 # -- the real stream -------------------------------------------------------------------------------------------
-
-
-def real_stream_records(stack: Stack) -> list[dict[str, Any]]:
-    """Every record of the Jobs table's stream, as the event source mapping hands them to Lambda."""
-    # botocore sends DynamoDB Streams calls to an account-based endpoint (<account>.streams-ddb...), which
-    # moto does not route; the regional endpoint reaches moto.
-    streams = boto3.client("dynamodbstreams", region_name=REGION, config=Config(account_id_endpoint_mode="disabled"))
-    stream_arn = stack.attributes[("JobsTable", "StreamArn")]
-    records: list[dict[str, Any]] = []
-    for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
-        iterator = streams.get_shard_iterator(
-            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        for raw in streams.get_records(ShardIterator=iterator)["Records"]:
-            record: dict[str, Any] = json.loads(json.dumps(raw, default=str))
-            created: datetime = raw["dynamodb"]["ApproximateCreationDateTime"]
-            # Lambda's event: epoch seconds, its own event version, and the stream's ARN on every record.
-            record["dynamodb"]["ApproximateCreationDateTime"] = int(created.timestamp())
-            record.update(eventVersion="1.1", eventSourceARN=stream_arn)
-            records.append(record)
-    return records
 
 
 def test_records_read_from_the_tables_stream_tell_the_terminal_transition_once(
