@@ -5,6 +5,7 @@ from functools import _lru_cache_wrapper, cache
 from typing import Any
 
 from avatarjobs.adapters import aws_clients
+from avatarjobs.adapters.intake_store import EventBridgeRejections, S3IntakeStore
 from avatarjobs.adapters.job_queues import SqsJobQueue, SqsRedelivery
 from avatarjobs.adapters.jobs_table import DynamoJobsRepository
 from avatarjobs.adapters.media_store import S3MediaStore
@@ -15,6 +16,7 @@ from avatarjobs.domain.dead_letters import DeadLetters
 from avatarjobs.domain.dispatch_service import Dispatcher
 from avatarjobs.domain.finalize_service import Finalizer
 from avatarjobs.domain.input_staging import InputStager
+from avatarjobs.domain.intake import Intake
 from avatarjobs.domain.jobs_service import JobsService
 from avatarjobs.domain.provider_progress import ProviderProgress
 from avatarjobs.domain.reconcile_service import Reconciler
@@ -148,6 +150,17 @@ def subscribers() -> Subscribers:
     topic = _required_setting(settings().job_events_topic_arn, "JOB_EVENTS_TOPIC_ARN")
     bus = _required_setting(settings().job_event_bus_name, "JOB_EVENT_BUS_NAME")
     return Subscribers(aws_clients.sns(), topic, aws_clients.events(), bus)
+
+
+@once_per_process
+def intake() -> Intake:
+    bus = _required_setting(settings().job_event_bus_name, "JOB_EVENT_BUS_NAME")
+    return Intake(
+        jobs=jobs_service(),
+        store=S3IntakeStore(aws_clients.s3()),
+        rejections=EventBridgeRejections(aws_clients.events(), bus),
+        inputs_bucket=settings().inputs_bucket_name,
+    )
 
 
 @once_per_process

@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
-from pydantic_core import ErrorDetails
+from pydantic import TypeAdapter, ValidationError
 
 from avatarjobs.domain import limits
 from avatarjobs.domain.errors import IdempotencyConflict, InvalidInput
 from avatarjobs.domain.jobs_service import JobsService
 from avatarjobs.domain.media import media_field_names, parse_s3_uri
-from avatarjobs.domain.requests import MODEL_CLASSES, MODEL_NAMES, JobRequest, JobRequestModel
+from avatarjobs.domain.requests import MODEL_CLASSES, JobRequest, JobRequestModel
+from avatarjobs.domain.validation import FieldError, field_errors
 from avatarjobs.observability import logger
 
 MANIFEST_PREFIX = "incoming/"
@@ -46,13 +46,6 @@ EVENT_SOURCE = "avatarjobs"
 
 _REQUEST_ADAPTER: TypeAdapter[JobRequestModel] = TypeAdapter(JobRequest)
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # RFC 3986: a relative reference has no scheme
-
-
-class FieldError(BaseModel):
-    """One thing wrong with a request: where (a JSON pointer into it, as in the API's problems) and what."""
-
-    pointer: str
-    detail: str
 
 
 class Outcome(StrEnum):
@@ -86,7 +79,7 @@ class ManifestTooLarge(Exception):
 
 
 class IntakeStore(Protocol):
-    """The inputs bucket as intake sees it (S3 adapter in composition_intake)."""
+    """The inputs bucket as intake sees it (adapters/intake_store.py)."""
 
     def read_manifest(self, bucket: str, key: str, version_or_etag: str, *, versioned: bool) -> bytes | None:
         """That exact version of the object (by version id, or only while its ETag still matches).
@@ -118,22 +111,6 @@ def _rejected(pointer: str, detail: str) -> _Rejected:
 
 
 # -- validation errors as JSON pointers (the mapping http/problems.py applies to API bodies) -------------------
-
-
-def field_error(error: ErrorDetails) -> FieldError:
-    """A pydantic error of a JobRequest validation as a pointer into the caller's JSON and a message."""
-    path = [str(part) for part in error["loc"]]
-    message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
-    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
-        path, message = ["model"], f"must be one of: {', '.join(sorted(MODEL_NAMES))}"
-    elif path and path[0] in MODEL_NAMES:
-        # The discriminated union puts the model's name first; the caller's JSON has no such level.
-        path = path[1:]
-    return FieldError(pointer="#/" + "/".join(path) if path else "#", detail=message)
-
-
-def field_errors(error: ValidationError) -> list[FieldError]:
-    return [field_error(item) for item in error.errors(include_url=False)]
 
 
 # -- the use cases ---------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.middleware_factory import lambda_handler_decorator
 from pydantic import BaseModel, Field
+from pydantic_core import ErrorDetails
 
 from avatarjobs.domain import limits
 from avatarjobs.domain.errors import (
@@ -24,7 +25,7 @@ from avatarjobs.domain.errors import (
     ServiceUnavailable,
     TransitionConflict,
 )
-from avatarjobs.domain.requests import MODEL_NAMES
+from avatarjobs.domain.validation import field_error
 from avatarjobs.domain.webhooks import UnknownProvider
 from avatarjobs.observability import logger
 from avatarjobs.providers.base import InvalidWebhook, ProviderError
@@ -79,13 +80,11 @@ def problem(
 
 def _field_problem(error: Any) -> FieldProblem:
     location, *path = [str(part) for part in error["loc"]] or ["body"]
-    message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
-    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
-        path, message = ["model"], f"must be one of: {', '.join(sorted(MODEL_NAMES))}"
     if location == "body":
-        # A discriminated union puts the model's name into the path; the caller's JSON has no such level.
-        path = [part for part in path if part not in MODEL_NAMES]
-        return FieldProblem(location="body", pointer="#/" + "/".join(path) if path else "#", detail=message)
+        body_error = ErrorDetails(type=error["type"], loc=tuple(path), msg=error.get("msg", ""), input=None)
+        field = field_error(body_error)
+        return FieldProblem(location="body", pointer=field.pointer, detail=field.detail)
+    message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
     return FieldProblem(location=location, name=path[0] if path else None, detail=message)
 
 
