@@ -136,3 +136,13 @@ def test_no_deployed_function_may_reach_loopback_or_plain_http() -> None:
             variables = resource["Properties"].get("Environment", {}).get("Variables", {})
             assert "AVATARJOBS_ALLOW_LOOPBACK_HTTP" not in variables, logical_id
     assert "AVATARJOBS_ALLOW_LOOPBACK_HTTP" not in TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+
+
+def test_every_queue_a_job_can_end_in_is_alarmed() -> None:
+    alarmed = {
+        resource["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for resource in RESOURCES.values()
+        if resource["Type"] == "AWS::CloudWatch::Alarm" and resource["Properties"].get("Namespace") == "AWS/SQS"
+    }
+    last_stops = {"DispatchDeadLetterQueue", "FinalizeDeadLetterQueue", "NotifyFailureQueue", "IngestDeadLetterQueue"}
+    assert last_stops <= alarmed
