@@ -65,7 +65,7 @@ def env(stack: Stack, monkeypatch: pytest.MonkeyPatch, fal_key: SigningKey) -> I
         yield stack
 
 
-def submitted_fal_job(**changes: Any) -> Job:
+def new_fal_job() -> Job:
     request = FalMultiTextRequest(
         provider="fal",
         model="fal-ai/ai-avatar/multi-text",
@@ -74,9 +74,12 @@ def submitted_fal_job(**changes: Any) -> Job:
         second_text_input="Hello!",
         prompt="Two people.",
     )
-    job = composition.jobs_service().create_job(OWNER, request).job
-    repository = composition.jobs_service()._jobs
-    return repository.update_status(
+    return composition.jobs_service().create_job(OWNER, request).job
+
+
+def submitted_fal_job(**changes: Any) -> Job:
+    job = new_fal_job()
+    return composition.jobs_service()._jobs.update_status(
         job,
         JobStatus.SUBMITTED,
         now=isoformat(utc_now()),
@@ -398,15 +401,7 @@ def test_a_job_past_its_deadline_times_out_and_is_canceled_at_the_provider(env: 
 
 
 def test_an_accepted_job_that_was_never_queued_is_queued(env: Stack) -> None:
-    request = FalMultiTextRequest(
-        provider="fal",
-        model="fal-ai/ai-avatar/multi-text",
-        image_url="https://e.com/a.png",
-        first_text_input="Hi.",
-        second_text_input="Hello!",
-        prompt="Two people.",
-    )
-    job = composition.jobs_service().create_job(OWNER, request).job
+    job = new_fal_job()
     queued(env, "DispatchQueue")  # drain the message the API sent
     job = stored(job.job_id)
     job = _age(job, created_at=isoformat(utc_now() - timedelta(minutes=10)))

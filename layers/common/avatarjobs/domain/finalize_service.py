@@ -10,10 +10,11 @@ from typing import Protocol
 from avatarjobs.domain.errors import TransitionConflict
 from avatarjobs.domain.job import Job, JobError, JobOutput, JobStatus, isoformat, utc_now
 from avatarjobs.domain.ports import JobsRepository
+from avatarjobs.domain.provider_progress import submission_of
 from avatarjobs.domain.retries import RetryLater
 from avatarjobs.domain.video_copy import CopyFailed
 from avatarjobs.observability import logger
-from avatarjobs.providers.base import Provider, ProviderError, Submission
+from avatarjobs.providers.base import Provider, ProviderError
 
 
 class Copier(Protocol):
@@ -55,9 +56,7 @@ class Finalizer:
         if job.provider_result is not None and job.provider_result.video_url:
             return job.provider_result.video_url
         # fal's webhook may come without its payload (payload_error): the result call still has it.
-        assert job.provider_request_id is not None
-        submission = Submission(request_id=job.provider_request_id, urls=job.provider_urls or {})
-        return self._providers(job.provider).result(submission).url
+        return self._providers(job.provider).result(submission_of(job)).url
 
     def _give_up_or_retry(self, job: Job, error: JobError) -> None:
         now = isoformat(utc_now())

@@ -31,11 +31,12 @@ from avatarjobs.domain.ports import (
     JobsRepository,
     MediaStore,
 )
+from avatarjobs.domain.provider_progress import submission_of
 from avatarjobs.domain.requests import JobRequestModel
 from avatarjobs.domain.state_machine import JobEvent, next_status
 from avatarjobs.domain.views import CreateUploadsRequest, JobPage, JobView, UploadsView, UploadTarget, upload_kind
 from avatarjobs.observability import logger
-from avatarjobs.providers.base import CancelOutcome, Provider, ProviderError, Submission
+from avatarjobs.providers.base import CancelOutcome, Provider, ProviderError
 
 
 @dataclass(frozen=True)
@@ -211,9 +212,8 @@ class JobsService:
     def _cancel_at_provider(self, job: Job) -> Job:
         if self._providers is None or job.provider_request_id is None:
             return job
-        submission = Submission(request_id=job.provider_request_id, urls=job.provider_urls or {})
         try:
-            outcome = self._providers(job.provider).cancel(submission)
+            outcome = self._providers(job.provider).cancel(submission_of(job))
         except ProviderError:
             logger.warning("provider cancel failed; the reconciler follows the job", extra={"job_id": job.job_id})
             return job

@@ -15,6 +15,14 @@ from avatarjobs.domain.job import Job, JobError, JobStatus, ProviderResult, isof
 from avatarjobs.domain.ports import JobQueue, JobsRepository
 from avatarjobs.domain.state_machine import JobEvent, next_status
 from avatarjobs.observability import logger
+from avatarjobs.providers.base import (
+    Provider,
+    ProviderError,
+    ProviderErrorCode,
+    ProviderState,
+    StatusReport,
+    Submission,
+)
 
 FINALIZE_SEND_GRACE_SECONDS = 60
 
@@ -28,6 +36,35 @@ class ProviderProgress:
     def __init__(self, jobs: JobsRepository, finalize_queue: JobQueue) -> None:
         self._jobs = jobs
         self._finalize_queue = finalize_queue
+
+    def follow_status(self, provider: Provider, job: Job, report: StatusReport) -> Progress | None:
+        """Records what a provider's status says of a job (its webhook's hint confirmed, or a poll)."""
+        match report.state:
+            case ProviderState.COMPLETED:
+                return self._completed_per_status(provider, job, report.video_url)
+            case ProviderState.FAILED | ProviderState.TIMED_OUT:
+                message = report.error or f"{job.provider} reported {report.state}"
+                return self.failed(job, JobError(code=ProviderErrorCode.GENERATION_FAILED, message=message))
+            case ProviderState.CANCELED:
+                return self.canceled_by_provider(job)
+            case ProviderState.IN_PROGRESS if job.status == JobStatus.SUBMITTED:
+                return self.running(job)
+            case _:
+                return None
+
+    def _completed_per_status(self, provider: Provider, job: Job, video_url: str | None) -> Progress:
+        if video_url is not None:  # Mirako's status carries the file
+            return self.completed(job, ProviderResult(video_url=video_url))
+        # fal's COMPLETED says only that the run ended; its result says how.
+        try:
+            result = provider.result(submission_of(job))
+        except ProviderError as error:
+            if error.retryable:
+                raise
+            return self.failed(job, JobError(code=error.code, message=error.message))
+        return self.completed(
+            job, ProviderResult(video_url=result.url, content_type=result.content_type, file_size=result.file_size)
+        )
 
     def adopt_submission(self, job: Job, request_id: str) -> Job:
         """Records the provider's request id on a job whose submit answer we never read (or not yet)."""
@@ -96,3 +133,9 @@ class ProviderProgress:
             logger.info("job moved", extra={"job_id": job.job_id, "event": event, "status": target})
             return Progress.RECORDED, moved
         return Progress.DUPLICATE, job
+
+
+def submission_of(job: Job) -> Submission:
+    """What identifies the job at its provider (fal's URLs exactly as it returned them)."""
+    assert job.provider_request_id is not None
+    return Submission(request_id=job.provider_request_id, urls=job.provider_urls or {})

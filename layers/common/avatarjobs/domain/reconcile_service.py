@@ -8,11 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from avatarjobs.domain.job import Job, JobError, JobStatus, ProviderResult, isoformat
+from avatarjobs.domain.job import Job, JobStatus, isoformat
 from avatarjobs.domain.ports import JobQueue, JobsRepository
-from avatarjobs.domain.provider_progress import ProviderProgress
+from avatarjobs.domain.provider_progress import ProviderProgress, submission_of
 from avatarjobs.observability import logger
-from avatarjobs.providers.base import Provider, ProviderError, ProviderErrorCode, ProviderState, Submission
+from avatarjobs.providers.base import Provider, ProviderError
 
 # A job accepted this long ago that was never queued (the API could not reach SQS) is queued now.
 UNQUEUED_GRACE_SECONDS = 120
@@ -80,7 +80,7 @@ class Reconciler:
         self._progress.timed_out(job)
         if job.provider_request_id is not None and job.status != JobStatus.ACCEPTED:
             try:  # stop paying for a job nobody waits for any more
-                self._providers(job.provider).cancel(self._submission(job))
+                self._providers(job.provider).cancel(submission_of(job))
             except ProviderError:
                 logger.warning("provider cancel of an expired job failed", extra={"job_id": job.job_id})
 
@@ -95,35 +95,4 @@ class Reconciler:
         if job.provider_request_id is None:
             return  # the submit's answer was lost: only the provider's webhook or the deadline can settle it
         provider = self._providers(job.provider)
-        report = provider.status(self._submission(job))
-        match report.state:
-            case ProviderState.COMPLETED:
-                self._completed(provider, job, report.video_url)
-            case ProviderState.FAILED | ProviderState.TIMED_OUT:
-                message = report.error or f"{job.provider} reported {report.state}"
-                self._progress.failed(job, JobError(code=ProviderErrorCode.GENERATION_FAILED, message=message))
-            case ProviderState.CANCELED:
-                self._progress.canceled_by_provider(job)
-            case ProviderState.IN_PROGRESS if job.status == JobStatus.SUBMITTED:
-                self._progress.running(job)
-            case _:
-                pass
-
-    def _completed(self, provider: Provider, job: Job, video_url: str | None) -> None:
-        if video_url is None:  # fal: COMPLETED says only that it ended; the result says how
-            try:
-                result = provider.result(self._submission(job))
-            except ProviderError as error:
-                if error.retryable:
-                    raise
-                self._progress.failed(job, JobError(code=error.code, message=error.message))
-                return
-            self._progress.completed(job, ProviderResult(video_url=result.url, content_type=result.content_type,
-                                                         file_size=result.file_size))  # fmt: skip
-            return
-        self._progress.completed(job, ProviderResult(video_url=video_url))
-
-    @staticmethod
-    def _submission(job: Job) -> Submission:
-        assert job.provider_request_id is not None
-        return Submission(request_id=job.provider_request_id, urls=job.provider_urls or {})
+        self._progress.follow_status(provider, job, provider.status(submission_of(job)))

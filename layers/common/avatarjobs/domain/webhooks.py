@@ -13,14 +13,12 @@ from enum import StrEnum
 from avatarjobs.domain.ids import is_job_id
 from avatarjobs.domain.job import Job, JobError, ProviderResult
 from avatarjobs.domain.ports import JobsRepository
-from avatarjobs.domain.provider_progress import Progress, ProviderProgress
+from avatarjobs.domain.provider_progress import Progress, ProviderProgress, submission_of
 from avatarjobs.observability import logger
 from avatarjobs.providers.base import (
     InvalidWebhook,
     Provider,
     ProviderErrorCode,
-    ProviderState,
-    Submission,
     WebhookNotice,
 )
 
@@ -90,20 +88,7 @@ class WebhookReceiver:
 
     def _record_confirmed_status(self, provider: Provider, job: Job) -> Progress | None:
         """Only a hint came: what the provider's status says is what we record."""
-        assert job.provider_request_id is not None
-        report = provider.status(Submission(request_id=job.provider_request_id, urls=job.provider_urls or {}))
-        match report.state:
-            case ProviderState.COMPLETED:
-                return self._progress.completed(job, ProviderResult(video_url=report.video_url))
-            case ProviderState.FAILED | ProviderState.TIMED_OUT:
-                message = report.error or f"{job.provider} reported {report.state}"
-                return self._progress.failed(job, JobError(code=ProviderErrorCode.GENERATION_FAILED, message=message))
-            case ProviderState.CANCELED:
-                return self._progress.canceled_by_provider(job)
-            case ProviderState.IN_PROGRESS:
-                return self._progress.running(job)
-            case _:
-                return None
+        return self._progress.follow_status(provider, job, provider.status(submission_of(job)))
 
 
 __all__ = ["InvalidWebhook", "UnknownProvider", "WebhookOutcome", "WebhookReceiver"]
