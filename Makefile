@@ -12,7 +12,7 @@ SAM_VENV := .venv-sam
 PY := $(VENV)/bin/python
 SAM_ENV := PATH="$(dir $(PYTHON313)):$$PATH" SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1}
 
-.PHONY: help test lint format validate build unit openapi clean
+.PHONY: help test lint format validate build unit openapi demo up clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,6 +52,12 @@ build: $(SAM_VENV)/.installed ## sam build (arm64 wheels from PyPI; no Docker, n
 
 unit: $(VENV)/.installed ## pytest
 	$(PY) -m pytest
+
+demo: $(VENV)/.installed ## the whole pipeline locally: two jobs end to end, MP4s into ./out/, notifications shown
+	PYTHONPATH=layers/common:. $(PY) -m devstack.demo
+
+up: $(VENV)/.installed ## keep the local stack running (prints the API URL and key; Ctrl-C stops it)
+	PYTHONPATH=layers/common:. $(PY) -m devstack up
 
 openapi: $(VENV)/.installed ## regenerate docs/openapi.json from the API resolver
 	PYTHONPATH=layers/common:. $(PY) -m tests.openapi_document > docs/openapi.json
