@@ -37,7 +37,7 @@ test: lint validate build unit ## every check: ruff, mypy, sam validate --lint, 
 lint: $(VENV)/.installed ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy layers/common/avatarjobs functions devstack tests
+	$(VENV)/bin/mypy layers/common/avatarjobs functions devstack client tests
 
 format: $(VENV)/.installed ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .

@@ -439,3 +439,12 @@ def test_canceling_a_submitted_job_asks_the_provider(env: Stack, answer: str, ex
     assert composition.jobs_service().cancel_job(OWNER, job.job_id).status == expected
     assert cancel.call_count == 1
     assert stored(job.job_id).status == expected
+
+
+def test_a_fal_run_canceled_while_running_ends_canceled_not_failed(env: Stack, fal_key: SigningKey) -> None:
+    job = submitted_fal_job()
+    respx.put(FAL_URLS["cancel_url"]).mock(return_value=httpx.Response(202, json={"status": "CANCELLATION_REQUESTED"}))
+    assert composition.jobs_service().cancel_job(OWNER, job.job_id).status == JobStatus.CANCEL_REQUESTED
+    body = fal_body("ERROR")  # fal's way of ending a canceled run
+    assert deliver("fal", job.job_id, body, fal_headers(fal_key, body)) == (200, {"status": "recorded"})
+    assert stored(job.job_id).status == JobStatus.CANCELED

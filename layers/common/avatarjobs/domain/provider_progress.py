@@ -100,6 +100,10 @@ class ProviderProgress:
         return job.status == JobStatus.FINALIZING and job.finalize_enqueued_at is None and grace_over
 
     def failed(self, job: Job, error: JobError) -> Progress:
+        if job.status == JobStatus.CANCEL_REQUESTED:
+            # fal has no CANCELED state: a run canceled while running ends as an error. The owner asked for
+            # the cancel, so that is what happened.
+            return self._apply(job, JobEvent.CANCEL_CONFIRMED, {})[0]
         return self._apply(job, JobEvent.FAILED, {"error": error.model_dump()})[0]
 
     def running(self, job: Job) -> Progress:

@@ -1,0 +1,137 @@
+"""How an emulator behaves: its delays and the failures it injects, from the environment or at run time.
+
+Every field can be set at start from `<PREFIX><FIELD>` (e.g. FAL_EMULATOR_DELAY_SECONDS=5,
+MIRAKO_EMULATOR_DROP_WEBHOOKS=-1) and changed while running with `POST /_emulator/settings` and a JSON
+object of fields. Fields that count ("the next N submits") are used up one by one; -1 means every time.
+"""
+
+import dataclasses
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+EVERY_TIME = -1
+
+
+@dataclass
+class EmulatorSettings:
+    queue_seconds: float = 0.5  # time IN_QUEUE before the run starts (a provider's queue and cold start)
+    delay_seconds: float = 2.0  # time IN_PROGRESS before the video exists
+    response_delay_seconds: float = 0.0  # "slow": every API answer waits this long (client timeouts)
+    workers: int = 4  # runs at the same time; the others wait IN_QUEUE
+    instant: bool = False  # no waits, and one shared sample video instead of a new one per run (throughput)
+    media_ttl_seconds: float = 3600.0  # results are kept about an hour, then their URLs answer 404
+
+    fail_runs: int = 0  # the next N runs fail
+    error_message: str = "Could not detect a face in the image."
+    error_type: str = "face_detection_error"  # fal: X-Fal-Error-Type of an injected failure
+    failure_status: str = "FAILED"  # Mirako: the final status of an injected failure (FAILED, TIMED_OUT, CANCELED)
+
+    rate_limit_submits: int = 0  # the next N submits answer 429 with Retry-After
+    retry_after_seconds: int = 2
+    server_error_submits: int = 0  # the next N submits answer 503
+
+    drop_webhooks: int = 0  # the next N runs send no webhook: only polling finds out they ended
+    webhook_copies: int = 1  # each webhook is delivered this many times (providers retry: duplicates happen)
+    webhook_attempts: int = 3  # deliveries of one copy until the receiver answers 2xx
+    webhook_payload_errors: int = 0  # fal: the next N success webhooks carry payload_error instead of payload
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_COUNTERS = frozenset(
+    {"fail_runs", "rate_limit_submits", "server_error_submits", "drop_webhooks", "webhook_payload_errors"}
+)
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def _converted(name: str, kind: type, value: Any) -> Any:
+    """`value` (JSON or environment text) as the field's type; ValueError names the field."""
+    if isinstance(value, str) and kind is not str:
+        text = value.strip().lower()
+        if kind is bool:
+            if text not in _TRUE | _FALSE:
+                raise ValueError(f"{name} must be true or false")
+            return text in _TRUE
+        try:
+            return kind(text)
+        except ValueError:
+            raise ValueError(f"{name} must be a {kind.__name__}") from None
+    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind in (bool, str) and isinstance(value, kind):
+        return value
+    raise ValueError(f"{name} must be a {kind.__name__}")
+
+
+def _field_types() -> dict[str, type]:
+    types = {}
+    for field in fields(EmulatorSettings):
+        assert isinstance(field.type, type)  # the annotations are plain types (no `from __future__` here)
+        types[field.name] = field.type
+    return types
+
+
+def _checked(settings: EmulatorSettings) -> EmulatorSettings:
+    if min(settings.queue_seconds, settings.delay_seconds, settings.response_delay_seconds) < 0:
+        raise ValueError("delays cannot be negative")
+    if settings.workers < 1 or settings.webhook_copies < 0 or settings.webhook_attempts < 1:
+        raise ValueError("workers and webhook_attempts must be at least 1, webhook_copies at least 0")
+    if settings.failure_status not in ("FAILED", "TIMED_OUT", "CANCELED"):
+        raise ValueError("failure_status must be FAILED, TIMED_OUT or CANCELED")
+    for name in _COUNTERS:
+        if getattr(settings, name) < EVERY_TIME:
+            raise ValueError(f"{name} must be a count, or -1 for every time")
+    return settings
+
+
+def settings_from(values: Mapping[str, Any], base: EmulatorSettings | None = None) -> EmulatorSettings:
+    """`base` (or the defaults) with `values` applied; ValueError for an unknown field or a bad value."""
+    types = _field_types()
+    unknown = sorted(set(values) - set(types))
+    if unknown:
+        raise ValueError(f"unknown settings: {', '.join(unknown)}")
+    changes = {name: _converted(name, types[name], value) for name, value in values.items()}
+    return _checked(dataclasses.replace(base or EmulatorSettings(), **changes))
+
+
+def settings_from_environment(prefix: str, environ: Mapping[str, str] | None = None) -> EmulatorSettings:
+    environ = os.environ if environ is None else environ
+    values = {name: environ[prefix + name.upper()] for name in _field_types() if prefix + name.upper() in environ}
+    return settings_from(values)
+
+
+class SettingsStore:
+    """The emulator's current settings, shared by its request threads and its runs."""
+
+    def __init__(self, settings: EmulatorSettings) -> None:
+        self._settings = _checked(dataclasses.replace(settings))
+        self._lock = threading.Lock()
+
+    def current(self) -> EmulatorSettings:
+        with self._lock:
+            return dataclasses.replace(self._settings)
+
+    def update(self, values: Mapping[str, Any]) -> EmulatorSettings:
+        with self._lock:
+            self._settings = settings_from(values, self._settings)
+            return dataclasses.replace(self._settings)
+
+    def take(self, counter: str) -> bool:
+        """Uses up one of a counting field ("the next N ..."): True if this one is among them."""
+        if counter not in _COUNTERS:
+            raise ValueError(f"{counter} is not a counting setting")
+        with self._lock:
+            left = getattr(self._settings, counter)
+            if left == EVERY_TIME:
+                return True
+            if left > 0:
+                setattr(self._settings, counter, left - 1)
+                return True
+            return False
