@@ -9,13 +9,21 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import yaml
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
+
 TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "template.yaml"
 REGION = "us-east-1"
+_FUNCTION = "AWS::Serverless::Function"
 ACCOUNT_ID = "123456789012"  # moto's default account
 
 
@@ -44,6 +52,31 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     with path.open() as stream:
         document: dict[str, Any] = yaml.load(stream, Loader=_CloudFormationLoader)  # noqa: S506 - SafeLoader subclass
     return document
+
+
+@dataclass(frozen=True)
+class FunctionEvent:
+    """One entry of a function's Events, its Properties resolved against the stack."""
+
+    name: str
+    type: str
+    properties: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """What the local stack needs to run an AWS::Serverless::Function of the template (Globals applied)."""
+
+    logical_id: str
+    name: str
+    arn: str
+    code_uri: str
+    handler: str
+    timeout_seconds: int
+    memory_mb: int
+    layer_uris: tuple[str, ...]  # ContentUri of the template's own layers, in the function's order
+    events: dict[str, FunctionEvent]
+    event_invoke_config: dict[str, Any]
 
 
 @dataclass
@@ -121,6 +154,45 @@ class Stack:
         own = self.template["Resources"][logical_id]["Properties"].get("Environment", {}).get("Variables", {})
         return {name: str(self.resolve(value)) for name, value in {**globals_, **own}.items()}
 
+    def function(self, logical_id: str) -> FunctionSpec:
+        """The function's code, handler, limits and events as SAM would deploy them (Globals, then its own)."""
+        globals_ = self.template.get("Globals", {}).get("Function", {})
+        own = self.template["Resources"][logical_id]["Properties"]
+
+        def setting(name: str, default: Any) -> Any:
+            return self.resolve(own.get(name, globals_.get(name, default)))
+
+        events = {
+            name: FunctionEvent(name, event["Type"], self.resolve(event.get("Properties", {})))
+            for name, event in own.get("Events", {}).items()
+        }
+        return FunctionSpec(
+            logical_id=logical_id,
+            name=self.refs[logical_id],
+            arn=self.attributes[(logical_id, "Arn")],
+            code_uri=str(setting("CodeUri", ".")),
+            handler=str(setting("Handler", "")),
+            timeout_seconds=int(setting("Timeout", 3)),  # Lambda's default when neither says
+            memory_mb=int(setting("MemorySize", 128)),
+            layer_uris=self._layer_uris(own.get("Layers", globals_.get("Layers", []))),
+            events=events,
+            event_invoke_config=self.resolve(own.get("EventInvokeConfig", {})),
+        )
+
+    def functions(self) -> dict[str, FunctionSpec]:
+        return {logical_id: self.function(logical_id) for logical_id in self.resources_of_type(_FUNCTION)}
+
+    def _layer_uris(self, layers: list[Any]) -> tuple[str, ...]:
+        # A layer of this template is its ContentUri; a layer by ARN (another account's) cannot run here.
+        uris: list[str] = []
+        for layer in layers:
+            reference = layer.get("Ref") if isinstance(layer, dict) else None
+            resource = self.template["Resources"].get(reference) if isinstance(reference, str) else None
+            if resource is None or resource["Type"] != "AWS::Serverless::LayerVersion":
+                raise ValueError(f"layer {layer!r} is not a layer of this template; the local stack cannot load it")
+            uris.append(str(self.resolve(resource["Properties"]["ContentUri"])))
+        return tuple(uris)
+
     def resources_of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
         return {
             logical_id: resource
@@ -129,8 +201,31 @@ class Stack:
         }
 
 
-def _create_table(stack: Stack, session: boto3.Session, logical_id: str, properties: dict[str, Any]) -> None:
-    client = session.client("dynamodb", region_name=REGION)
+@dataclass(frozen=True)
+class _Clients:
+    """The clients provisioning uses: of the given session, at the given endpoint (moto's server) if any."""
+
+    session: boto3.Session
+    endpoint_url: str | None
+
+    def dynamodb(self) -> "DynamoDBClient":
+        return self.session.client("dynamodb", region_name=REGION, endpoint_url=self.endpoint_url)
+
+    def sqs(self) -> "SQSClient":
+        return self.session.client("sqs", region_name=REGION, endpoint_url=self.endpoint_url)
+
+    def s3(self) -> "S3Client":
+        return self.session.client("s3", region_name=REGION, endpoint_url=self.endpoint_url)
+
+    def sns(self) -> "SNSClient":
+        return self.session.client("sns", region_name=REGION, endpoint_url=self.endpoint_url)
+
+    def events(self) -> "EventBridgeClient":
+        return self.session.client("events", region_name=REGION, endpoint_url=self.endpoint_url)
+
+
+def _create_table(stack: Stack, clients: _Clients, logical_id: str, properties: dict[str, Any]) -> None:
+    client = clients.dynamodb()
     name = f"{stack.stack_name}-{logical_id}"
     arguments: dict[str, Any] = {
         "TableName": name,
@@ -158,12 +253,21 @@ def _create_table(stack: Stack, session: boto3.Session, logical_id: str, propert
         stack.attributes[(logical_id, "StreamArn")] = description["LatestStreamArn"]
 
 
-_QUEUE_ATTRIBUTES = ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds")
+_QUEUE_ATTRIBUTES = (
+    "VisibilityTimeout",
+    "MessageRetentionPeriod",
+    "DelaySeconds",
+    "ReceiveMessageWaitTimeSeconds",
+    "MaximumMessageSize",
+    "SqsManagedSseEnabled",
+)
 
 
-def _create_queue(stack: Stack, session: boto3.Session, logical_id: str, properties: dict[str, Any]) -> None:
-    client = session.client("sqs", region_name=REGION)
-    attributes: Any = {name: str(stack.resolve(properties[name])) for name in _QUEUE_ATTRIBUTES if name in properties}
+def _create_queue(stack: Stack, clients: _Clients, logical_id: str, properties: dict[str, Any]) -> None:
+    client = clients.sqs()
+    attributes: Any = {
+        name: _attribute_text(stack.resolve(properties[name])) for name in _QUEUE_ATTRIBUTES if name in properties
+    }
     if "RedrivePolicy" in properties:
         attributes["RedrivePolicy"] = json.dumps(stack.resolve(properties["RedrivePolicy"]))
     url = client.create_queue(QueueName=f"{stack.stack_name}-{logical_id}", Attributes=attributes)["QueueUrl"]
@@ -174,16 +278,50 @@ def _create_queue(stack: Stack, session: boto3.Session, logical_id: str, propert
     stack.attributes[(logical_id, "QueueUrl")] = url
 
 
-def _create_bucket(stack: Stack, session: boto3.Session, logical_id: str, properties: dict[str, Any]) -> None:
-    client = session.client("s3", region_name=REGION)
+def _attribute_text(value: Any) -> str:
+    """SQS and SNS attributes are strings; YAML's booleans become the API's "true"/"false"."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _set_queue_policy(stack: Stack, clients: _Clients, _: str, properties: dict[str, Any]) -> None:
+    client = clients.sqs()
+    policy = json.dumps(stack.resolve(properties["PolicyDocument"]))
+    for queue_url in stack.resolve(properties["Queues"]):
+        client.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": policy})
+
+
+def _create_bucket(stack: Stack, clients: _Clients, logical_id: str, properties: dict[str, Any]) -> None:
+    client = clients.s3()
     name = f"{stack.stack_name}-{logical_id}".lower()
     client.create_bucket(Bucket=name)
     if "LifecycleConfiguration" in properties:
         rules = stack.resolve(properties["LifecycleConfiguration"])["Rules"]
         configuration: Any = {"Rules": [_lifecycle_rule(rule) for rule in rules]}
         client.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration=configuration)
+    _configure_bucket(client, name, stack.resolve(properties))
     stack.refs[logical_id] = name
     stack.attributes[(logical_id, "Arn")] = f"arn:aws:s3:::{name}"
+
+
+def _configure_bucket(client: "S3Client", name: str, properties: dict[str, Any]) -> None:
+    """Encryption, public access, ownership and EventBridge notifications, in the S3 API's spelling."""
+    encryption = properties.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration")
+    if encryption:
+        rules = [{"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]} for rule in encryption]
+        configuration: Any = {"Rules": rules}
+        client.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration=configuration)
+    if "PublicAccessBlockConfiguration" in properties:
+        client.put_public_access_block(
+            Bucket=name, PublicAccessBlockConfiguration=properties["PublicAccessBlockConfiguration"]
+        )
+    if "OwnershipControls" in properties:
+        client.put_bucket_ownership_controls(Bucket=name, OwnershipControls=properties["OwnershipControls"])
+    event_bridge = properties.get("NotificationConfiguration", {}).get("EventBridgeConfiguration", {})
+    if event_bridge.get("EventBridgeEnabled"):
+        # Every object event of the bucket goes to the account's default bus (moto delivers it to the rules).
+        client.put_bucket_notification_configuration(
+            Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
+        )
 
 
 def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
@@ -197,17 +335,22 @@ def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
     return converted
 
 
-def _create_topic(stack: Stack, session: boto3.Session, logical_id: str, properties: dict[str, Any]) -> None:
-    client = session.client("sns", region_name=REGION)
+def _create_topic(stack: Stack, clients: _Clients, logical_id: str, properties: dict[str, Any]) -> None:
+    client = clients.sns()
     name = str(stack.resolve(properties.get("TopicName", f"{stack.stack_name}-{logical_id}")))
-    arn = client.create_topic(Name=name)["TopicArn"]
+    attributes: dict[str, str] = {
+        name: _attribute_text(stack.resolve(properties[name]))
+        for name in ("KmsMasterKeyId", "FifoTopic", "ContentBasedDeduplication")
+        if name in properties
+    }
+    arn = client.create_topic(Name=name, Attributes=attributes)["TopicArn"]
     stack.refs[logical_id] = arn
     stack.attributes[(logical_id, "TopicArn")] = arn
     stack.attributes[(logical_id, "TopicName")] = name
 
 
-def _create_event_bus(stack: Stack, session: boto3.Session, logical_id: str, properties: dict[str, Any]) -> None:
-    client = session.client("events", region_name=REGION)
+def _create_event_bus(stack: Stack, clients: _Clients, logical_id: str, properties: dict[str, Any]) -> None:
+    client = clients.events()
     name = str(stack.resolve(properties.get("Name", f"{stack.stack_name}-{logical_id}")))
     arn = client.create_event_bus(Name=name)["EventBusArn"]
     stack.refs[logical_id] = name
@@ -215,12 +358,42 @@ def _create_event_bus(stack: Stack, session: boto3.Session, logical_id: str, pro
     stack.attributes[(logical_id, "Name")] = name
 
 
-def _name_api(stack: Stack, _: boto3.Session, logical_id: str, __: dict[str, Any]) -> None:
+def _name_api(stack: Stack, _: _Clients, logical_id: str, __: dict[str, Any]) -> None:
     """REST APIs are not made in moto; their id only shapes URLs, which the local stack overrides."""
     stack.refs[logical_id] = f"{stack.stack_name}-{logical_id}".lower()
 
 
-Creator = Callable[[Stack, boto3.Session, str, dict[str, Any]], None]
+def _create_function_rules(stack: Stack, clients: _Clients, logical_id: str, _: dict[str, Any]) -> None:
+    """Names the function, and makes the EventBridge rules SAM makes for its EventBridgeRule and Schedule events.
+
+    Lambda functions are not made in moto (the local stack runs them itself); the rules are, with SAM's logical
+    ids (function id + event id, which the template's own policies refer to), so moto matches events to them.
+    Their targets are the local stack's business (see devstack.event_sources).
+    """
+    stack.refs[logical_id] = f"{stack.stack_name}-{logical_id}"
+    stack.attributes[(logical_id, "Arn")] = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{stack.refs[logical_id]}"
+    client = clients.events()
+    events = stack.template["Resources"][logical_id]["Properties"].get("Events", {})
+    for event_id, event in events.items():
+        if event["Type"] not in ("EventBridgeRule", "Schedule"):
+            continue
+        properties = stack.resolve(event.get("Properties", {}))
+        rule_id = f"{logical_id}{event_id}"
+        name = f"{stack.stack_name}-{rule_id}"
+        arguments: dict[str, Any] = {"Name": name, "State": properties.get("State", "ENABLED")}
+        if properties.get("Enabled") is False:
+            arguments["State"] = "DISABLED"
+        if event["Type"] == "Schedule":
+            arguments["ScheduleExpression"] = properties["Schedule"]
+        else:
+            arguments["EventPattern"] = json.dumps(properties["Pattern"])
+            if "EventBusName" in properties:
+                arguments["EventBusName"] = properties["EventBusName"]
+        stack.refs[rule_id] = name
+        stack.attributes[(rule_id, "Arn")] = client.put_rule(**arguments)["RuleArn"]
+
+
+Creator = Callable[[Stack, _Clients, str, dict[str, Any]], None]
 # Queues without a redrive policy first: they are the dead-letter queues the others point at.
 _CREATION_ORDER: list[tuple[str, Creator, Callable[[dict[str, Any]], bool]]] = [
     ("AWS::Serverless::Api", _name_api, lambda _: True),
@@ -230,18 +403,26 @@ _CREATION_ORDER: list[tuple[str, Creator, Callable[[dict[str, Any]], bool]]] = [
     ("AWS::SQS::Queue", _create_queue, lambda properties: "RedrivePolicy" in properties),
     ("AWS::SNS::Topic", _create_topic, lambda _: True),
     ("AWS::Events::EventBus", _create_event_bus, lambda _: True),
+    (_FUNCTION, _create_function_rules, lambda _: True),
+    ("AWS::SQS::QueuePolicy", _set_queue_policy, lambda _: True),  # may name the rules above
 ]
 
 
 def provision(
-    session: boto3.Session | None = None, template: dict[str, Any] | None = None, stack_name: str = "avatarjobs"
+    session: boto3.Session | None = None,
+    template: dict[str, Any] | None = None,
+    stack_name: str = "avatarjobs",
+    endpoint_url: str | None = None,
 ) -> Stack:
-    """Creates the template's tables, buckets, queues, topics and buses; returns what Refs and GetAtts resolve to."""
-    session = session or boto3.Session(region_name=REGION)
+    """Creates the template's tables, buckets, queues, topics, buses and rules; returns what Refs, GetAtts resolve to.
+
+    Functions and APIs are only named: the local stack runs them (devstack.stack).
+    """
+    clients = _Clients(session or boto3.Session(region_name=REGION), endpoint_url)
     stack = Stack(template=template if template is not None else load_template(), stack_name=stack_name)
     for resource_type, create, selected in _CREATION_ORDER:
         for logical_id, resource in stack.resources_of_type(resource_type).items():
             properties = resource.get("Properties", {})
             if selected(properties):
-                create(stack, session, logical_id, properties)
+                create(stack, clients, logical_id, properties)
     return stack

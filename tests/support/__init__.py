@@ -1,1 +1,1 @@
-"""Helpers for tests that need real servers: processes on loopback ports and a generated video body."""
+"""Helpers for tests that need real servers: a generated video body and its server (processes: devstack)."""

@@ -10,8 +10,8 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from devstack.processes import serve_until_stdin_closes
 from tests.support.generated_video import generated_chunks
-from tests.support.processes import serve_until_stdin_closes
 
 
 def handler_for(size: int, seed: int, drop_after: int) -> type[BaseHTTPRequestHandler]:

@@ -23,8 +23,8 @@ from avatarjobs.adapters.video_store import MIB, S3VideoStore
 from avatarjobs.domain.job import JobOutput
 from avatarjobs.domain.video_copy import CopyFailed, VideoCopier
 from avatarjobs.net.safe_fetch import SafeFetcher
+from devstack.processes import server_process
 from tests.support.generated_video import generated_chunks, generated_sha256
-from tests.support.processes import server_process
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -39,7 +39,7 @@ KEY = f"videos/{JOB_ID}.mp4"
 
 @pytest.fixture(scope="module")
 def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with server_process("tests.support.moto_server", log=tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
+    with server_process("devstack.moto_server", log=tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
         yield endpoint
 
 
