@@ -87,6 +87,7 @@ class Stack:
     refs: dict[str, str] = field(default_factory=dict)
     attributes: dict[tuple[str, str], str] = field(default_factory=dict)
     stack_name: str = "avatarjobs"
+    parameters: dict[str, str] = field(default_factory=dict)  # overrides of the template's parameter defaults
 
     def resolve(self, value: Any) -> Any:
         """Evaluates the intrinsic functions of a template value against this stack."""
@@ -128,6 +129,8 @@ class Stack:
             return pseudo[logical_id]
         if logical_id in self.refs:
             return self.refs[logical_id]
+        if logical_id in self.parameters:  # as `sam deploy --parameter-overrides` would give it
+            return self.parameters[logical_id]
         parameter = self.template.get("Parameters", {}).get(logical_id)
         if parameter is not None and "Default" in parameter:
             return str(parameter["Default"])
@@ -413,13 +416,18 @@ def provision(
     template: dict[str, Any] | None = None,
     stack_name: str = "avatarjobs",
     endpoint_url: str | None = None,
+    parameters: dict[str, str] | None = None,
 ) -> Stack:
     """Creates the template's tables, buckets, queues, topics, buses and rules; returns what Refs, GetAtts resolve to.
 
     Functions and APIs are only named: the local stack runs them (devstack.stack).
     """
     clients = _Clients(session or boto3.Session(region_name=REGION), endpoint_url)
-    stack = Stack(template=template if template is not None else load_template(), stack_name=stack_name)
+    stack = Stack(
+        template=template if template is not None else load_template(),
+        stack_name=stack_name,
+        parameters=dict(parameters or {}),
+    )
     for resource_type, create, selected in _CREATION_ORDER:
         for logical_id, resource in stack.resources_of_type(resource_type).items():
             properties = resource.get("Properties", {})

@@ -47,6 +47,7 @@ class LocalStack:
         them. `fal_base_url`, `fal_jwks_url`, `mirako_base_url` point them at other servers instead; with
         neither, the functions keep the template's (real) provider URLs.
     schedule_seconds: the period of Schedule events (default: DEVSTACK_SCHEDULE_SECONDS, else the template's).
+    parameters: template parameter overrides (e.g. a short WebhookOverdueSeconds for tests).
     """
 
     def __init__(
@@ -62,6 +63,7 @@ class LocalStack:
         api_key: str | None = None,
         log_dir: Path | None = None,
         stack_name: str = "avatarjobs",
+        parameters: dict[str, str] | None = None,
     ) -> None:
         self._template = load_template(template) if isinstance(template, Path) else template
         default_root = template.resolve().parent if isinstance(template, Path) else REPO_ROOT
@@ -77,6 +79,7 @@ class LocalStack:
         self.api_key = api_key or secrets.token_urlsafe(30)
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="devstack-logs-"))
         self._stack_name = stack_name
+        self._parameters = parameters or {}
         self._moto: ChildServer | None = None
         self._emulators: list[ChildServer] = []
         self._worker_children: dict[str, ChildServer] = {}
@@ -106,6 +109,11 @@ class LocalStack:
         if self._gateway is None:
             raise RuntimeError("the local stack is not started")
         return self._gateway.url
+
+    @property
+    def provider_urls(self) -> dict[str, str | None]:
+        """Where the functions reach the providers (the emulators' URLs when they run)."""
+        return dict(self._provider_urls)
 
     @property
     def child_pids(self) -> list[int]:
@@ -145,7 +153,9 @@ class LocalStack:
         self._moto = launch("devstack.moto_server", log=self.log_dir / "moto.log")
         self._moto.wait_until_serving()
         session = local_session()
-        self._stack = provision(session, self._template, self._stack_name, endpoint_url=self._moto.url)
+        self._stack = provision(
+            session, self._template, self._stack_name, endpoint_url=self._moto.url, parameters=self._parameters
+        )
         self._start_provider_emulators()
         # The gateway's port first: the dispatcher's PUBLIC_BASE_URL (webhook base) names it.
         self._gateway = ApiGateway(self._stack, self.invoke, self.api_key)
