@@ -12,7 +12,7 @@ SAM_VENV := .venv-sam
 PY := $(VENV)/bin/python
 SAM_ENV := PATH="$(dir $(PYTHON313)):$$PATH" SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1}
 
-.PHONY: help test lint format validate build unit openapi demo up clean
+.PHONY: help test lint format validate build unit openapi demo up bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,7 +37,7 @@ test: lint validate build unit ## every check: ruff, mypy, sam validate --lint, 
 lint: $(VENV)/.installed ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy layers/common/avatarjobs functions devstack client tests
+	$(VENV)/bin/mypy layers/common/avatarjobs functions devstack client bench tests
 
 format: $(VENV)/.installed ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
@@ -58,6 +58,9 @@ demo: $(VENV)/.installed ## the whole pipeline locally: two jobs end to end, MP4
 
 up: $(VENV)/.installed ## keep the local stack running (prints the API URL and key; Ctrl-C stops it)
 	PYTHONPATH=layers/common:. $(PY) -m devstack up
+
+bench: $(VENV)/.installed ## benchmarks; results in docs/benchmarks.md
+	PYTHONPATH=layers/common:. $(PY) -m bench.run
 
 openapi: $(VENV)/.installed ## regenerate docs/openapi.json from the API resolver
 	PYTHONPATH=layers/common:. $(PY) -m tests.openapi_document > docs/openapi.json

@@ -1,0 +1,284 @@
+"""`make bench`: runs the benchmarks and writes docs/benchmarks.md (the figures, the machine, the command)."""
+
+import os
+import platform
+import statistics
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NamedTuple
+
+from bench import aws_calls, cold_start
+
+ROOT = Path(__file__).resolve().parent.parent
+REPORT = ROOT / "docs" / "benchmarks.md"
+COMMAND = "make bench"
+
+
+class CallPlan(NamedTuple):
+    """A call a successful job could do without, recognised by its function, operation and what made it."""
+
+    function: str
+    operation: str
+    made_by: str  # a substring of AwsCall.via
+    plan: str
+
+
+# Each is a change to production code, proposed here and not made: this benchmark only measures.
+CALL_PLAN = [
+    CallPlan(
+        "api",
+        "UpdateItem",
+        "mark_enqueued",
+        "drop the `enqueued_at` marker written after every send: reconcile requeues an ACCEPTED job only when it "
+        "is missing; let reconcile requeue any unleased ACCEPTED job past the same wait instead (a duplicate "
+        "dispatch message is harmless: dispatch checks the status and the lease)",
+    ),
+    CallPlan(
+        "webhook",
+        "UpdateItem",
+        "mark_enqueued",
+        "drop `finalize_enqueued_at` the same way: let the grace period alone decide when reconcile resends a "
+        "FINALIZING job's message (a duplicate finalize message is harmless: the closing update is conditional "
+        "on FINALIZING)",
+    ),
+    CallPlan(
+        "dispatch",
+        "GetItem",
+        "Dispatcher.dispatch",
+        "claim with one conditional UpdateItem (status = ACCEPTED and no live lease; ADD attempts; "
+        "ReturnValues=ALL_NEW) instead of GetItem then UpdateItem; on ConditionalCheckFailed, "
+        "ReturnValuesOnConditionCheckFailure=ALL_OLD gives the item for the other branches (ended, leased, lost)",
+    ),
+    CallPlan(
+        "webhook",
+        "GetItem",
+        "WebhookReceiver.receive",
+        "record the result with one conditional UpdateItem (provider_request_id and status in the condition, "
+        "ReturnValuesOnConditionCheckFailure=ALL_OLD to tell a duplicate from an unknown job)",
+    ),
+    CallPlan(
+        "finalize",
+        "GetItem",
+        "Finalizer.finalize",
+        "carry the provider's video URL in the finalize message (it is known when the message is sent), so the "
+        "copy starts without reading the job; the trade-off: a duplicate message copies again (same key, same "
+        "bytes) and only the closing conditional update (status = FINALIZING) refuses it, a rare redundant copy "
+        "for one read less on every job",
+    ),
+    CallPlan(
+        "finalize",
+        "CreateMultipartUpload",
+        "S3VideoStore",
+        "a video that fits in one part is one PutObject (ChecksumSHA256) instead of Create + UploadPart + Complete",
+    ),
+    CallPlan(
+        "notify",
+        "Publish",
+        "Subscribers.publish",
+        "publish once, to EventBridge, and fan out to the SNS topic with a rule on the bus (a template change) "
+        "instead of a second API call per event",
+    ),
+]
+
+
+def _machine() -> list[tuple[str, str]]:
+    memory = "unknown"
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    return [
+        ("CPUs (nproc)", str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())),
+        ("Memory (MemTotal)", memory),
+        ("Python", f"{platform.python_implementation()} {platform.python_version()} ({sys.executable})"),
+        ("Platform", platform.platform()),
+        ("Processor", platform.machine()),
+    ]
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def _cold_start_section(result: cold_start.ColdStartResult) -> list[str]:
+    floor = result.floor
+    lines = [
+        "## Cold start",
+        "",
+        f"Each sample is a fresh `{Path(sys.executable).name} -c` process that puts the function's CodeUri and its "
+        "layers on `sys.path`, has the function's environment from template.yaml (plus what the Lambda runtime "
+        "sets, `AWS_LAMBDA_FUNCTION_NAME` among it), and times `importlib.import_module` of the Handler's module "
+        f"with `perf_counter`. Minimum of {result.runs} runs per target, runs interleaved with the floor (a fresh "
+        "process that only imports boto3) in the same run. Target: "
+        f"<= {cold_start.TARGET_RATIO}x the floor for every function.",
+        "",
+        "| Function | Min import (ms) | Median (ms) | Ratio to floor | Target | Status |",
+        "|---|---:|---:|---:|---:|---|",
+        f"| floor: `import boto3` | {floor.min_ms:.1f} | {statistics.median(floor.samples_ms):.1f} | 1.00x | | |",
+    ]
+    for name, timing in result.functions.items():
+        lines.append(
+            f"| {name} | {timing.min_ms:.1f} | {statistics.median(timing.samples_ms):.1f} | "
+            f"{result.ratio(name):.2f}x | <= {cold_start.TARGET_RATIO}x | {_met(result.met(name))} |"
+        )
+    lines += [
+        "",
+        "The ratio includes boto3 itself (every handler imports it). The interpreters reuse the `__pycache__` "
+        "written by the first run; in Lambda, /var/task is read-only and `sam build` does not precompile, so a "
+        "real cold start also compiles every module and is slower than these figures.",
+        "",
+    ]
+    for name, offenders in result.offenders.items():
+        lines += [
+            f'### `python -X importtime -c "import app"`: {name}, top 10 by cumulative time',
+            "",
+            "| Module | Depth | Cumulative (ms) | Self (ms) |",
+            "|---|---:|---:|---:|",
+            *(f"| `{o.module}` | {o.depth} | {o.cumulative_ms:.1f} | {o.self_ms:.1f} |" for o in offenders),
+            "",
+            "Depth 1 is imported by the handler module itself; a module's cumulative time includes what it imports "
+            "first (one `importtime` run, so single-sample figures).",
+            "",
+        ]
+    return lines
+
+
+def _cold_start_plan(result: cold_start.ColdStartResult) -> list[str]:
+    if all(result.met(name) for name in result.functions):
+        return []
+    plans: dict[str, tuple[float, str, list[str]]] = {}  # package -> (worst cumulative ms, plan, functions)
+    for function, found in result.avoidable.items():
+        for package, cumulative, plan in found:
+            worst, _, functions = plans.get(package, (0.0, plan, []))
+            plans[package] = (max(worst, cumulative), plan, [*functions, function])
+    every = len(result.functions)
+    lines = [
+        "### Plan for the cold-start gap (not done here: this change only measures)",
+        "",
+        "Heavy imports that a handler's import does not need, from `-X importtime` of every function, largest "
+        "first (the worst cumulative ms at their first import, which includes whatever shared dependency that "
+        "import pulls in first, so the figures overlap and do not add up; which functions import them):",
+        "",
+        *(
+            f"- `{package}` ({ms:.0f} ms; {'all functions' if len(names) == every else ', '.join(names)}): {plan}."
+            for package, (ms, plan, names) in sorted(plans.items(), key=lambda item: item[1][0], reverse=True)
+        ),
+        "- `avatarjobs.composition` imports every adapter, service and provider for every function (intake, "
+        "both providers, the video copier, ...): each handler should import only its own factory's module, or "
+        "composition should import inside its factories.",
+        "",
+        "Every function pays the same shared chain (composition, observability with Tracer, httpx), which is why "
+        "the ratios are so close to one another: the first fix (lazy imports in the layer) helps all eight.",
+        "",
+    ]
+    return lines
+
+
+def _aws_calls_section(result: aws_calls.AwsCallsResult) -> list[str]:
+    lines = [
+        "## AWS calls per job",
+        "",
+        "One successful fal job (`fal-ai/ai-avatar/multi-text`, a 20 kB video) driven through the real handlers "
+        "under moto with template.yaml's resources and fal under respx: api (`POST /jobs`), dispatch (the SQS "
+        "record), webhook (a signed delivery, JWKS served), finalize (the SQS record), notify (the records of the "
+        "table's stream). Counted with a botocore `before-call` hook on the clients the handlers use; the "
+        "benchmark's own calls (provisioning, SQS receives and stream reads standing in for Lambda's event "
+        "sources, the final read of the job) are not counted. The provider key comes from `FAL_KEY`, as in the "
+        "tests: with `FalKeySecretArn` set, a cold container adds one Secrets Manager `GetSecretValue` "
+        "(cached five minutes) in each function that calls fal.",
+        "",
+        "| # | Function | Service | Operation | Made by |",
+        "|---:|---|---|---|---|",
+        *(f"| {n} | {c.function} | {c.service} | {c.operation} | `{c.via}` |" for n, c in enumerate(result.calls, 1)),
+        "",
+        f"Total: **{result.total}** calls; **{result.outside_part_uploads}** outside the "
+        f"{result.part_uploads} S3 UploadPart call(s). Target: <= {aws_calls.TARGET_CALLS} outside the part "
+        f"uploads: {_met(result.met)}. The job ended {result.job_status}.",
+        "",
+    ]
+    if result.met:
+        return lines
+    removable = [
+        item.plan
+        for item in CALL_PLAN
+        if any(
+            c.function == item.function and c.operation == item.operation and item.made_by in c.via
+            for c in result.calls
+        )
+    ]
+    lines += [
+        "### Plan for the AWS-calls gap (not done here: this change only measures)",
+        "",
+        f"Each item removes one call from a successful job; together {len(removable)} of "
+        f"{result.outside_part_uploads}, which would leave {result.outside_part_uploads - len(removable)}:",
+        "",
+        *(f"{n}. {plan}." for n, plan in enumerate(removable, 1)),
+        "",
+        "The two conditional UpdateItems of dispatch (claim, then SUBMITTED) stay: the claim is what keeps a job "
+        "from being submitted to the provider twice.",
+        "",
+    ]
+    return lines
+
+
+def _summary(cold: cold_start.ColdStartResult, calls: aws_calls.AwsCallsResult) -> list[str]:
+    worst = max(cold.functions, key=cold.ratio)
+    met_count = sum(1 for name in cold.functions if cold.met(name))
+    return [
+        "| Benchmark | Figure | Target | Status |",
+        "|---|---|---|---|",
+        f"| Cold start | worst {worst} {cold.ratio(worst):.2f}x the boto3 floor ({met_count}/{len(cold.functions)} "
+        f"functions within target) | <= {cold_start.TARGET_RATIO}x every function | "
+        f"{_met(met_count == len(cold.functions))} |",
+        f"| AWS calls per job | {calls.outside_part_uploads} outside part uploads ({calls.total} in all) | "
+        f"<= {aws_calls.TARGET_CALLS} | {_met(calls.met)} |",
+        "| Finalize copy (1 GiB, RSS and throughput) | not measured yet | <= 64 MiB, >= 1.0x upload_fileobj | — |",
+        "| Webhook acknowledgement p50/p99 | not measured yet | p50 <= 1.5x UpdateItem + SendMessage | — |",
+        "| Throughput (200 jobs on the local stack) | not measured yet | all succeed | — |",
+        "",
+    ]
+
+
+def render(cold: cold_start.ColdStartResult, calls: aws_calls.AwsCallsResult, when: datetime) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `{COMMAND}` (`PYTHONPATH=layers/common:. .venv/bin/python -m bench.run`) on "
+        f"{when:%Y-%m-%d %H:%M} UTC. Do not edit by hand: run `{COMMAND}` again. Figures are from one run on the "
+        "machine below; compare ratios, not milliseconds, across machines.",
+        "",
+        "| Machine | |",
+        "|---|---|",
+        *(f"| {name} | {value} |" for name, value in _machine()),
+        "",
+        *_summary(cold, calls),
+        *_cold_start_section(cold),
+        *_cold_start_plan(cold),
+        *_aws_calls_section(calls),
+        "## Not measured yet",
+        "",
+        "The finalize-copy (1 GiB from loopback into moto S3, peak RSS growth and throughput against "
+        "`upload_fileobj`), webhook-acknowledgement (p50/p99 over 1,000 warm deliveries against the "
+        "UpdateItem + SendMessage floor) and throughput (200 jobs at once on the local stack) benchmarks of "
+        "issue 6 are not part of `make bench` yet; neither is the failure suite.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    print("cold start: fresh processes, this takes a minute...", flush=True)
+    cold = cold_start.measure()
+    print("AWS calls per job...", flush=True)
+    calls = aws_calls.measure()
+    REPORT.write_text(render(cold, calls, datetime.now(UTC)))
+    for name in cold.functions:
+        print(f"  {name}: {cold.functions[name].min_ms:.1f} ms, {cold.ratio(name):.2f}x the boto3 floor")
+    print(f"  AWS calls: {calls.outside_part_uploads} outside part uploads ({calls.total} in all)")
+    print(f"wrote {REPORT.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
