@@ -17,7 +17,7 @@ from avatarjobs.domain.errors import TransitionConflict
 from avatarjobs.domain.input_staging import InputStager, InputUnavailable
 from avatarjobs.domain.job import Job, JobError, JobStatus, isoformat, utc_now
 from avatarjobs.domain.ports import JobsRepository
-from avatarjobs.domain.retries import RetryLater
+from avatarjobs.domain.retries import RetryLater, retry_later_or_fail
 from avatarjobs.observability import logger
 from avatarjobs.providers.base import Provider, ProviderError, ProviderErrorCode, Submission
 from avatarjobs.providers.mirako import new_webhook_token
@@ -116,14 +116,9 @@ class Dispatcher:
         logger.info("job submitted", extra={"job_id": job.job_id, "provider_request_id": submission.request_id})
 
     def _fail_or_retry(self, job: Job, error: JobError, *, retry_after: float | None = None) -> None:
-        now = isoformat(utc_now())
-        if error.retryable:
-            self._jobs.update_fields(
-                job, now=now, changes={"last_error": error.model_dump()}, remove=("dispatch_lease_until",)
-            )
-            raise RetryLater(error.message, retry_after=retry_after)
-        self._jobs.update_status(job, JobStatus.FAILED, now=now, changes={"error": error.model_dump()})
-        logger.info("job failed at submit", extra={"job_id": job.job_id, "code": error.code})
+        retry_later_or_fail(
+            self._jobs, job, error, step="submit", retry_after=retry_after, release=("dispatch_lease_until",)
+        )
 
     def _settle_lost_attempt(self, job: Job, reason: str) -> None:
         logger.warning("submit outcome unknown; waiting for the provider", extra={"job_id": job.job_id, "why": reason})

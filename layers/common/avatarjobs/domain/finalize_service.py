@@ -11,7 +11,7 @@ from avatarjobs.domain.errors import TransitionConflict
 from avatarjobs.domain.job import Job, JobError, JobOutput, JobStatus, isoformat, utc_now
 from avatarjobs.domain.ports import JobsRepository
 from avatarjobs.domain.provider_progress import submission_of
-from avatarjobs.domain.retries import RetryLater
+from avatarjobs.domain.retries import retry_later_or_fail
 from avatarjobs.domain.video_copy import CopyFailed
 from avatarjobs.observability import logger
 from avatarjobs.providers.base import Provider, ProviderError
@@ -34,12 +34,14 @@ class Finalizer:
             return
         try:
             output = self._copier.copy(job.job_id, job.provider, self._video_url(job))
-        except CopyFailed as failure:
-            self._give_up_or_retry(job, JobError(code="COPY_FAILED", message=failure.reason,
-                                                 retryable=failure.retryable))  # fmt: skip
+        except CopyFailed as copy_failure:
+            failed = JobError(code="COPY_FAILED", message=copy_failure.reason, retryable=copy_failure.retryable)
+            retry_later_or_fail(self._jobs, job, failed, step="finalize")
             return
-        except ProviderError as error:
-            self._give_up_or_retry(job, JobError(code=error.code, message=error.message, retryable=error.retryable))
+        except ProviderError as provider_error:
+            failed = JobError(code=provider_error.code, message=provider_error.message,
+                              retryable=provider_error.retryable)  # fmt: skip
+            retry_later_or_fail(self._jobs, job, failed, step="finalize")
             return
         try:
             self._jobs.update_status(
@@ -57,11 +59,3 @@ class Finalizer:
             return job.provider_result.video_url
         # fal's webhook may come without its payload (payload_error): the result call still has it.
         return self._providers(job.provider).result(submission_of(job)).url
-
-    def _give_up_or_retry(self, job: Job, error: JobError) -> None:
-        now = isoformat(utc_now())
-        if error.retryable:
-            self._jobs.update_fields(job, now=now, changes={"last_error": error.model_dump()})
-            raise RetryLater(error.message)
-        self._jobs.update_status(job, JobStatus.FAILED, now=now, changes={"error": error.model_dump()})
-        logger.info("job failed in finalize", extra={"job_id": job.job_id, "code": error.code})

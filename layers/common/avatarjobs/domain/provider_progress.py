@@ -82,15 +82,17 @@ class ProviderProgress:
         changes = {"provider_result": result.model_dump(exclude_none=True)}
         progress, current = self._apply(job, JobEvent.PROVIDER_COMPLETED, changes)
         if progress == Progress.RECORDED or self._finalize_message_lost(current):
-            self._finalize_queue.send(current.job_id)
-            self._jobs.mark_enqueued(current.job_id, now=isoformat(utc_now()), field="finalize_enqueued_at")
+            self._queue_finalize(current)
         return progress
 
     def ensure_finalize_queued(self, job: Job) -> None:
         """For the reconciler: a FINALIZING job whose message was lost gets one."""
         if self._finalize_message_lost(job):
-            self._finalize_queue.send(job.job_id)
-            self._jobs.mark_enqueued(job.job_id, now=isoformat(utc_now()), field="finalize_enqueued_at")
+            self._queue_finalize(job)
+
+    def _queue_finalize(self, job: Job) -> None:
+        self._finalize_queue.send(job.job_id)
+        self._jobs.mark_enqueued(job.job_id, now=isoformat(utc_now()), field="finalize_enqueued_at")
 
     @staticmethod
     def _finalize_message_lost(job: Job) -> bool:

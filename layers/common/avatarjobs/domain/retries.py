@@ -2,11 +2,15 @@
 
 import random
 
+from avatarjobs.domain.job import Job, JobError, JobStatus, isoformat, utc_now
+from avatarjobs.domain.ports import JobsRepository
+from avatarjobs.observability import logger
+
 MAX_BACKOFF_SECONDS = 900
 
 
 class RetryLater(Exception):
-    """The attempt did not reach the provider; the message should come back after `delay_seconds`."""
+    """The step did not happen this time but may on a later try: its message should come back after a backoff."""
 
     def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
         super().__init__(reason)
@@ -18,3 +22,22 @@ class RetryLater(Exception):
             return min(MAX_BACKOFF_SECONDS, max(1, round(self.retry_after)))
         ceiling = min(MAX_BACKOFF_SECONDS, 10 * 2 ** max(0, receive_count - 1))
         return random.randint(max(1, ceiling // 2), ceiling)  # noqa: S311 - jitter, not security
+
+
+def retry_later_or_fail(
+    jobs: JobsRepository,
+    job: Job,
+    error: JobError,
+    *,
+    step: str,
+    retry_after: float | None = None,
+    release: tuple[str, ...] = (),
+) -> None:
+    """A step failed. If it may work later: keep the reason on the job, drop `release`d fields (a lease) and
+    raise RetryLater, so the message comes back (its dead-letter queue ends the tries). Else the job FAILS."""
+    now = isoformat(utc_now())
+    if error.retryable:
+        jobs.update_fields(job, now=now, changes={"last_error": error.model_dump()}, remove=release)
+        raise RetryLater(error.message, retry_after=retry_after)
+    jobs.update_status(job, JobStatus.FAILED, now=now, changes={"error": error.model_dump()})
+    logger.info("job failed", extra={"job_id": job.job_id, "step": step, "code": error.code})
