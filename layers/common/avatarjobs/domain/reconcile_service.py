@@ -46,25 +46,25 @@ class Reconciler:
 
     def run(self, now: datetime) -> ReconcileReport:
         report = ReconcileReport()
-        expired: set[str] = set()
-        for status in _EXPIRABLE:
+        for status in (*_EXPIRABLE, JobStatus.FINALIZING):
             for job in self._jobs.list_in_status(status, changed_before=isoformat(now)):
-                if job.deadline_at <= isoformat(now):
-                    expired.add(job.job_id)
-                    if self._guarded(report, job, self._expire):
-                        report.timed_out += 1
-                elif status == JobStatus.ACCEPTED:
-                    self._guarded(report, job, lambda job: self._requeue_dispatch(job, now, report))
-        for status in _FOLLOWED:
-            for job in self._jobs.list_in_status(status, changed_before=isoformat(now - self._overdue)):
-                if job.job_id not in expired:
-                    report.polled += 1
-                    self._guarded(report, job, self._follow)
-        for job in self._jobs.list_in_status(JobStatus.FINALIZING, changed_before=isoformat(now)):
-            self._guarded(report, job, self._progress.ensure_finalize_queued)
+                self._reconcile(job, now, report)
         counts = {"polled": report.polled, "timed_out": report.timed_out, "requeued": report.requeued}
         logger.info("reconciled", extra={**counts, "errors": len(report.failed_to_handle)})
         return report
+
+    def _reconcile(self, job: Job, now: datetime, report: ReconcileReport) -> None:
+        """One job's check: past its deadline, never queued, webhook overdue, or finalize message lost."""
+        if job.status in _EXPIRABLE and job.deadline_at <= isoformat(now):
+            if self._guarded(report, job, self._expire):
+                report.timed_out += 1
+        elif job.status == JobStatus.ACCEPTED:
+            self._guarded(report, job, lambda job: self._requeue_dispatch(job, now, report))
+        elif job.status in _FOLLOWED and job.status_since < isoformat(now - self._overdue):
+            report.polled += 1
+            self._guarded(report, job, self._follow)
+        elif job.status == JobStatus.FINALIZING:
+            self._guarded(report, job, self._progress.ensure_finalize_queued)
 
     @staticmethod
     def _guarded(report: ReconcileReport, job: Job, action: Callable[[Job], object]) -> bool:
