@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from avatarjobs import composition
 from avatarjobs.adapters import aws_clients
-from avatarjobs.adapters.intake_store import RejectionNotPublished
+from avatarjobs.adapters.event_bus import EventBusRejected
 from avatarjobs.domain.intake import EVENTS_OWNER, MANIFEST_MAX_BYTES, S3_OWNER
 from avatarjobs.domain.job import Job
 from devstack.cloudformation import REGION, Stack
@@ -543,7 +543,7 @@ def test_a_rejection_the_bus_does_not_take_fails_the_invocation(
         return {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}]}
 
     monkeypatch.setattr(aws_clients.events(), "put_events", refuse)
-    with pytest.raises(RejectionNotPublished, match="InternalFailure"):
+    with pytest.raises(EventBusRejected, match="InternalFailure"):
         ingest(bus_event({"provider": "fal"}))
 
 

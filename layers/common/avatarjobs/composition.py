@@ -5,6 +5,7 @@ from functools import _lru_cache_wrapper, cache
 from typing import Any
 
 from avatarjobs.adapters import aws_clients
+from avatarjobs.adapters.event_bus import JobEventBus
 from avatarjobs.adapters.intake_store import EventBridgeRejections, S3IntakeStore
 from avatarjobs.adapters.job_queues import SqsJobQueue, SqsRedelivery
 from avatarjobs.adapters.jobs_table import DynamoJobsRepository
@@ -149,7 +150,7 @@ def finalize_redelivery() -> SqsRedelivery:
 def subscribers() -> Subscribers:
     topic = _required_setting(settings().job_events_topic_arn, "JOB_EVENTS_TOPIC_ARN")
     bus = _required_setting(settings().job_event_bus_name, "JOB_EVENT_BUS_NAME")
-    return Subscribers(aws_clients.sns(), topic, aws_clients.events(), bus)
+    return Subscribers(aws_clients.sns(), topic, JobEventBus(aws_clients.events(), bus))
 
 
 @once_per_process
@@ -158,7 +159,7 @@ def intake() -> Intake:
     return Intake(
         jobs=jobs_service(),
         store=S3IntakeStore(aws_clients.s3()),
-        rejections=EventBridgeRejections(aws_clients.events(), bus),
+        rejections=EventBridgeRejections(JobEventBus(aws_clients.events(), bus)),
         inputs_bucket=settings().inputs_bucket_name,
     )
 

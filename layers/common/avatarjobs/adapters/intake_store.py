@@ -5,11 +5,10 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from avatarjobs.domain.intake import EVENT_SOURCE, MANIFEST_MAX_BYTES, REJECTED_DETAIL_TYPE, ManifestTooLarge
+from avatarjobs.adapters.event_bus import JobEventBus
+from avatarjobs.domain.intake import MANIFEST_MAX_BYTES, REJECTED_DETAIL_TYPE, ManifestTooLarge
 
 if TYPE_CHECKING:
-    from mypy_boto3_events import EventBridgeClient
-    from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
     from mypy_boto3_s3 import S3Client
 
 # A missing object: 404, or 403 when the caller may not list the bucket. A replaced one: 412 (If-Match).
@@ -61,23 +60,9 @@ class S3IntakeStore:
         self._client.delete_object(Bucket=bucket, Key=key)  # succeeds when there is no such object too
 
 
-class RejectionNotPublished(RuntimeError):
-    """EventBridge did not take the rejection event (retryable: the invocation fails and is retried)."""
-
-
 class EventBridgeRejections:
-    def __init__(self, client: "EventBridgeClient", bus_name: str) -> None:
-        self._client = client
-        self._bus_name = bus_name
+    def __init__(self, bus: JobEventBus) -> None:
+        self._bus = bus
 
     def publish(self, detail: dict[str, Any]) -> None:
-        entry: PutEventsRequestEntryTypeDef = {
-            "EventBusName": self._bus_name,
-            "Source": EVENT_SOURCE,
-            "DetailType": REJECTED_DETAIL_TYPE,
-            "Detail": json.dumps(detail, ensure_ascii=False),
-        }
-        response = self._client.put_events(Entries=[entry])
-        if response.get("FailedEntryCount", 0):
-            failure = response["Entries"][0]
-            raise RejectionNotPublished(f"{failure.get('ErrorCode')}: {failure.get('ErrorMessage')}")
+        self._bus.put(REJECTED_DETAIL_TYPE, json.dumps(detail, ensure_ascii=False), what="the rejection event")

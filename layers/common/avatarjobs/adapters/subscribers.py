@@ -8,32 +8,19 @@ DESIGN.md; subscribers drop duplicates by `event_id`, which is the same on every
 
 from typing import TYPE_CHECKING
 
-from avatarjobs.domain.job_events import EVENT_SOURCE, SubscriberEvent
+from avatarjobs.adapters.event_bus import JobEventBus
+from avatarjobs.domain.job_events import SubscriberEvent
 
 if TYPE_CHECKING:
-    from mypy_boto3_events import EventBridgeClient
-    from mypy_boto3_events.type_defs import PutEventsResponseTypeDef
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sns.type_defs import MessageAttributeValueTypeDef
 
 
-class EventBusRejected(RuntimeError):
-    """PutEvents answered, but did not take the event (it reports such failures per entry, not as an error)."""
-
-    def __init__(self, event_id: str, response: "PutEventsResponseTypeDef") -> None:
-        failures = [entry for entry in response.get("Entries", []) if "ErrorCode" in entry]
-        reasons = "; ".join(f"{entry.get('ErrorCode')}: {entry.get('ErrorMessage', '')}" for entry in failures)
-        super().__init__(f"EventBridge did not accept event {event_id}: {reasons or 'no reason given'}")
-
-
 class Subscribers:
-    def __init__(
-        self, sns_client: "SNSClient", topic_arn: str, events_client: "EventBridgeClient", bus_name: str
-    ) -> None:
+    def __init__(self, sns_client: "SNSClient", topic_arn: str, bus: JobEventBus) -> None:
         self._sns = sns_client
         self._topic_arn = topic_arn
-        self._events = events_client
-        self._bus_name = bus_name
+        self._bus = bus
 
     def publish(self, event: SubscriberEvent) -> None:
         body = event.body()
@@ -43,19 +30,7 @@ class Subscribers:
             Subject=event.detail_type,
             MessageAttributes=self._message_attributes(event),
         )
-        response = self._events.put_events(
-            Entries=[
-                {
-                    "Source": EVENT_SOURCE,
-                    "DetailType": event.detail_type,
-                    "Detail": body,
-                    "EventBusName": self._bus_name,
-                }
-            ]
-        )
-        entries = response.get("Entries", [])
-        if response.get("FailedEntryCount", 0) or any("ErrorCode" in entry for entry in entries):
-            raise EventBusRejected(event.event_id, response)
+        self._bus.put(event.detail_type, body, what=f"event {event.event_id}")
 
     @staticmethod
     def _message_attributes(event: SubscriberEvent) -> dict[str, "MessageAttributeValueTypeDef"]:

@@ -42,7 +42,6 @@ EVENTS_OWNER = "intake:events"
 EVENTS_S3_PREFIX = MANIFEST_PREFIX  # where the s3:// inputs of bus events must be
 REQUESTED_DETAIL_TYPE = "Avatar Video Requested"
 REJECTED_DETAIL_TYPE = "Avatar Video Request Rejected"
-EVENT_SOURCE = "avatarjobs"
 
 _REQUEST_ADAPTER: TypeAdapter[JobRequestModel] = TypeAdapter(JobRequest)
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # RFC 3986: a relative reference has no scheme
