@@ -2,9 +2,6 @@
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatarjobs.adapters.job_queues import retry_later
@@ -12,15 +9,15 @@ from avatarjobs.composition import dispatch_redelivery, dispatcher
 from avatarjobs.domain.messages import JobMessage
 from avatarjobs.domain.retries import RetryLater
 from avatarjobs.observability import logger, metrics, tracer
+from avatarjobs.partial_batch import PartialBatchResponse, process_sqs_batch
 
 # A batch whose every record must be retried is reported like any partial failure: an invocation error
 # would count against the Errors alarm and bring the messages back without the backoff set per record.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 @tracer.capture_method
-def dispatch_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
-    message = JobMessage.model_validate_json(record.body)
+def dispatch_record(record: dict[str, Any], lambda_context: LambdaContext) -> None:
+    message = JobMessage.model_validate_json(record["body"])
     try:
         dispatcher().dispatch(message.job_id, seconds_left=lambda_context.get_remaining_time_in_millis() / 1000)
     except RetryLater as retry:
@@ -31,5 +28,5 @@ def dispatch_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(event=event, record_handler=dispatch_record, processor=processor, context=context)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialBatchResponse:
+    return process_sqs_batch(event, lambda record: dispatch_record(record, context))

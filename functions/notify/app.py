@@ -3,28 +3,25 @@
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatarjobs.adapters.jobs_table import job_from_item
 from avatarjobs.composition import subscribers
 from avatarjobs.domain.job_events import subscriber_event
 from avatarjobs.observability import logger, metrics, tracer
+from avatarjobs.partial_batch import PartialBatchResponse, process_stream_batch
 
 # A record that could not be published is reported by its sequence number: the stream resumes from it (with
 # BisectBatchOnFunctionError, the batch is split there). When every record failed (the topic or the bus is
 # unreachable), the invocation fails instead, so NotifyFunctionErrorsAlarm sees the outage and Lambda bisects
 # the batch; records that keep failing end in NotifyFailureQueue.
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
 @tracer.capture_method
-def notify_record(record: DynamoDBRecord) -> None:
+def notify_record(record: dict[str, Any]) -> None:
     # The raw AttributeValue images, decoded as the repository decodes its items (the data class would turn
     # them into plain values, numbers into Decimals). REMOVE (a TTL delete) has no new image: nothing to tell.
-    images: dict[str, Any] = record.raw_event["dynamodb"]
+    images: dict[str, Any] = record["dynamodb"]
     if "NewImage" not in images:
         return
     old = job_from_item(images["OldImage"]) if "OldImage" in images else None
@@ -39,5 +36,5 @@ def notify_record(record: DynamoDBRecord) -> None:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(event=event, record_handler=notify_record, processor=processor, context=context)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialBatchResponse:
+    return process_stream_batch(event, notify_record)

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import pytest
-from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from avatarjobs import composition
@@ -21,6 +20,7 @@ from avatarjobs.adapters.jobs_table import DynamoJobsRepository, job_from_item, 
 from avatarjobs.domain.ids import new_job_id
 from avatarjobs.domain.job import Job, JobStatus, isoformat
 from avatarjobs.domain.job_events import subscriber_event
+from avatarjobs.partial_batch import EveryRecordFailed
 from devstack.cloudformation import REGION, Stack
 from functions.notify import app as notify_app
 from tests.api_events import OWNER, load_event
@@ -391,7 +391,7 @@ def test_a_missing_topic_fails_the_invocation_and_tells_the_bus_nothing(
     records = [stream_record(stack, job, finish(repository, job, S.FAILED, stack)) for job in jobs]
     boto3.client("sns", region_name=REGION).delete_topic(TopicArn=channels.topic_arn)
     # Every record failed: an invocation error (the errors alarm; Lambda bisects and retries the batch).
-    with pytest.raises(BatchProcessingError, match="All records failed"):
+    with pytest.raises(EveryRecordFailed, match="All records failed"):
         notify(*records)
     assert channels.bus_events() == []
 

@@ -1,37 +1,35 @@
-"""The composition root: builds the use cases from settings and AWS adapters, once per process."""
+"""The composition root: builds the use cases from settings and AWS adapters, once per process.
+
+Each factory imports what it builds when it is first called, so a function's cold start pays only for its
+own use cases (the API never imports httpx or the video copier; notify never imports a provider).
+"""
+
+from __future__ import annotations
 
 from collections.abc import Callable
 from functools import _lru_cache_wrapper, cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from avatarjobs.adapters import aws_clients
-from avatarjobs.adapters.event_bus import JobEventBus
-from avatarjobs.adapters.intake_store import EventBridgeRejections, S3IntakeStore
-from avatarjobs.adapters.job_queues import SqsJobQueue, SqsRedelivery
-from avatarjobs.adapters.jobs_table import DynamoJobsRepository
-from avatarjobs.adapters.media_store import S3MediaStore
-from avatarjobs.adapters.provider_keys import provider_key
-from avatarjobs.adapters.subscribers import Subscribers
-from avatarjobs.adapters.video_store import S3VideoStore
-from avatarjobs.domain.dead_letters import DeadLetters
-from avatarjobs.domain.dispatch_service import Dispatcher
-from avatarjobs.domain.finalize_service import Finalizer
-from avatarjobs.domain.input_staging import InputStager
-from avatarjobs.domain.intake import Intake
-from avatarjobs.domain.jobs_service import JobsService
-from avatarjobs.domain.provider_progress import ProviderProgress
-from avatarjobs.domain.reconcile_service import Reconciler
-from avatarjobs.domain.video_copy import VideoCopier
-from avatarjobs.domain.webhooks import WebhookReceiver
-from avatarjobs.net.safe_fetch import SafeFetcher
-from avatarjobs.providers import http as provider_http
-from avatarjobs.providers.base import Provider
-from avatarjobs.providers.fal import FalQueueProvider
-from avatarjobs.providers.fal_webhook_signature import FalWebhookVerifier, http_jwks_fetcher
-from avatarjobs.providers.mirako import MirakoProvider
 from avatarjobs.settings import MissingSetting, ProviderSettings, Settings
 
-_FACTORIES: list["_lru_cache_wrapper[Any]"] = []
+if TYPE_CHECKING:
+    from avatarjobs.adapters.job_queues import SqsRedelivery
+    from avatarjobs.adapters.jobs_table import DynamoJobsRepository
+    from avatarjobs.adapters.media_store import S3MediaStore
+    from avatarjobs.adapters.subscribers import Subscribers
+    from avatarjobs.domain.dead_letters import DeadLetters
+    from avatarjobs.domain.dispatch_service import Dispatcher
+    from avatarjobs.domain.finalize_service import Finalizer
+    from avatarjobs.domain.intake import Intake
+    from avatarjobs.domain.jobs_service import JobsService
+    from avatarjobs.domain.provider_progress import ProviderProgress
+    from avatarjobs.domain.reconcile_service import Reconciler
+    from avatarjobs.domain.webhooks import WebhookReceiver
+    from avatarjobs.net.safe_fetch import SafeFetcher
+    from avatarjobs.providers.base import Provider
+    from avatarjobs.providers.fal_webhook_signature import FalWebhookVerifier
+
+_FACTORIES: list[_lru_cache_wrapper[Any]] = []
 
 
 def once_per_process[T](factory: Callable[[], T]) -> Callable[[], T]:
@@ -52,15 +50,25 @@ def provider_settings() -> ProviderSettings:
 
 
 def _jobs_repository() -> DynamoJobsRepository:
+    from avatarjobs.adapters import aws_clients
+    from avatarjobs.adapters.jobs_table import DynamoJobsRepository
+
     return DynamoJobsRepository(aws_clients.dynamodb(), settings().jobs_table_name, settings().idempotency_table_name)
 
 
 def _media_store() -> S3MediaStore:
+    from avatarjobs.adapters import aws_clients
+    from avatarjobs.adapters.media_store import S3MediaStore
+
     return S3MediaStore(aws_clients.s3(), settings().inputs_bucket_name)
 
 
 @once_per_process
 def jobs_service() -> JobsService:
+    from avatarjobs.adapters import aws_clients
+    from avatarjobs.adapters.job_queues import SqsJobQueue
+    from avatarjobs.domain.jobs_service import JobsService
+
     return JobsService(
         jobs=_jobs_repository(),
         queue=SqsJobQueue(aws_clients.sqs(), settings().dispatch_queue_url),
@@ -72,16 +80,24 @@ def jobs_service() -> JobsService:
 @once_per_process
 def fal_webhook_verifier() -> FalWebhookVerifier:
     """One per process, so the JWKS it caches serves every warm invocation."""
+    from avatarjobs.providers.fal_webhook_signature import FalWebhookVerifier, http_jwks_fetcher
+
     return FalWebhookVerifier(http_jwks_fetcher(provider_settings().fal_jwks_url))
 
 
 def provider(name: str) -> Provider:
     """A provider adapter with its current key (keys come from a five-minute cache, so rotation is picked up)."""
+    from avatarjobs.adapters.provider_keys import provider_key
+
     config = provider_settings()
     if name == "fal":
+        from avatarjobs.providers.fal import FalQueueProvider
+
         key = provider_key("FAL_KEY", config.fal_key_secret_arn)
         return FalQueueProvider(config.fal_queue_base_url, key, webhook_verifier=fal_webhook_verifier())
     if name == "mirako":
+        from avatarjobs.providers.mirako import MirakoProvider
+
         key = provider_key("MIRAKO_API_KEY", config.mirako_key_secret_arn)
         return MirakoProvider(config.mirako_base_url, key)
     raise ValueError(f"unknown provider {name!r}")
@@ -89,6 +105,9 @@ def provider(name: str) -> Provider:
 
 @once_per_process
 def dispatcher() -> Dispatcher:
+    from avatarjobs.domain.dispatch_service import Dispatcher
+    from avatarjobs.domain.input_staging import InputStager
+
     return Dispatcher(
         jobs=_jobs_repository(),
         providers=provider,
@@ -99,6 +118,10 @@ def dispatcher() -> Dispatcher:
 
 @once_per_process
 def provider_progress() -> ProviderProgress:
+    from avatarjobs.adapters import aws_clients
+    from avatarjobs.adapters.job_queues import SqsJobQueue
+    from avatarjobs.domain.provider_progress import ProviderProgress
+
     finalize_queue = SqsJobQueue(
         aws_clients.sqs(), _required_setting(settings().finalize_queue_url, "FINALIZE_QUEUE_URL")
     )
@@ -107,16 +130,25 @@ def provider_progress() -> ProviderProgress:
 
 @once_per_process
 def webhook_receiver() -> WebhookReceiver:
+    from avatarjobs.domain.webhooks import WebhookReceiver
+
     return WebhookReceiver(_jobs_repository(), provider, provider_progress())
 
 
 @once_per_process
 def _safe_fetcher() -> SafeFetcher:
+    from avatarjobs.net.safe_fetch import SafeFetcher
+
     return SafeFetcher(allow_loopback_http=provider_settings().allow_loopback_http)
 
 
 @once_per_process
 def finalizer() -> Finalizer:
+    from avatarjobs.adapters import aws_clients
+    from avatarjobs.adapters.video_store import S3VideoStore
+    from avatarjobs.domain.finalize_service import Finalizer
+    from avatarjobs.domain.video_copy import VideoCopier
+
     copier = VideoCopier(
         _safe_fetcher(),
         S3VideoStore(aws_clients.s3(), settings().outputs_bucket_name),
@@ -127,6 +159,10 @@ def finalizer() -> Finalizer:
 
 @once_per_process
 def reconciler() -> Reconciler:
+    from avatarjobs.adapters import aws_clients
+    from avatarjobs.adapters.job_queues import SqsJobQueue
+    from avatarjobs.domain.reconcile_service import Reconciler
+
     return Reconciler(
         _jobs_repository(),
         provider,
@@ -138,16 +174,26 @@ def reconciler() -> Reconciler:
 
 @once_per_process
 def dispatch_redelivery() -> SqsRedelivery:
+    from avatarjobs.adapters import aws_clients
+    from avatarjobs.adapters.job_queues import SqsRedelivery
+
     return SqsRedelivery(aws_clients.sqs(), settings().dispatch_queue_url)
 
 
 @once_per_process
 def finalize_redelivery() -> SqsRedelivery:
+    from avatarjobs.adapters import aws_clients
+    from avatarjobs.adapters.job_queues import SqsRedelivery
+
     return SqsRedelivery(aws_clients.sqs(), _required_setting(settings().finalize_queue_url, "FINALIZE_QUEUE_URL"))
 
 
 @once_per_process
 def subscribers() -> Subscribers:
+    from avatarjobs.adapters import aws_clients
+    from avatarjobs.adapters.event_bus import JobEventBus
+    from avatarjobs.adapters.subscribers import Subscribers
+
     topic = _required_setting(settings().job_events_topic_arn, "JOB_EVENTS_TOPIC_ARN")
     bus = _required_setting(settings().job_event_bus_name, "JOB_EVENT_BUS_NAME")
     return Subscribers(aws_clients.sns(), topic, JobEventBus(aws_clients.events(), bus))
@@ -155,6 +201,11 @@ def subscribers() -> Subscribers:
 
 @once_per_process
 def intake() -> Intake:
+    from avatarjobs.adapters import aws_clients
+    from avatarjobs.adapters.event_bus import JobEventBus
+    from avatarjobs.adapters.intake_store import EventBridgeRejections, S3IntakeStore
+    from avatarjobs.domain.intake import Intake
+
     bus = _required_setting(settings().job_event_bus_name, "JOB_EVENT_BUS_NAME")
     return Intake(
         jobs=jobs_service(),
@@ -166,6 +217,8 @@ def intake() -> Intake:
 
 @once_per_process
 def dead_letters() -> DeadLetters:
+    from avatarjobs.domain.dead_letters import DeadLetters
+
     return DeadLetters(_jobs_repository())
 
 
@@ -177,6 +230,9 @@ def _required_setting(value: str | None, name: str) -> str:
 
 def reset() -> None:
     """Forget every cached client and service (for tests that start a fresh mocked account)."""
+    from avatarjobs.adapters import aws_clients
+    from avatarjobs.providers import http as provider_http
+
     aws_clients.reset()
     provider_http.reset_clients()
     for factory in _FACTORIES:

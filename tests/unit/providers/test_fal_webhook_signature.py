@@ -11,10 +11,10 @@ import pytest
 import respx
 from nacl.signing import SigningKey
 
+from avatarjobs.providers.base import SigningKeysUnavailable
 from avatarjobs.providers.fal_webhook_signature import (
     FalWebhookVerifier,
     InvalidSignature,
-    SigningKeysUnavailable,
     VerifiedWebhook,
     http_jwks_fetcher,
 )

@@ -1,12 +1,11 @@
 """The job queues (dispatch, finalize): one `{"job_id"}` message per step to take, and backoff for retries."""
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from avatarjobs.domain.messages import JobMessage
 from avatarjobs.domain.retries import RetryLater
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from mypy_boto3_sqs import SQSClient
 
 
@@ -32,6 +31,7 @@ class SqsRedelivery:
         )
 
 
-def retry_later(record: "SQSRecord", retry: RetryLater, redelivery: SqsRedelivery) -> None:
+def retry_later(record: dict[str, Any], retry: RetryLater, redelivery: SqsRedelivery) -> None:
     """Makes the record's message come back after the retry's backoff instead of the queue's visibility."""
-    redelivery.postpone(record.receipt_handle, retry.delay_seconds(int(record.attributes.approximate_receive_count)))
+    receive_count = int(record["attributes"]["ApproximateReceiveCount"])
+    redelivery.postpone(record["receiptHandle"], retry.delay_seconds(receive_count))

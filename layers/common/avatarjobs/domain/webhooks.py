@@ -19,6 +19,7 @@ from avatarjobs.providers.base import (
     InvalidWebhook,
     Provider,
     ProviderErrorCode,
+    UnknownProvider,
     WebhookNotice,
 )
 
@@ -29,10 +30,6 @@ class WebhookOutcome(StrEnum):
     RECORDED = "recorded"
     DUPLICATE = "duplicate"
     IGNORED = "ignored"
-
-
-class UnknownProvider(Exception):
-    pass
 
 
 class WebhookReceiver:

@@ -26,10 +26,8 @@ from avatarjobs.domain.errors import (
     TransitionConflict,
 )
 from avatarjobs.domain.validation import field_error
-from avatarjobs.domain.webhooks import UnknownProvider
 from avatarjobs.observability import logger
-from avatarjobs.providers.base import InvalidWebhook, ProviderError
-from avatarjobs.providers.fal_webhook_signature import SigningKeysUnavailable
+from avatarjobs.providers.base import InvalidWebhook, ProviderError, SigningKeysUnavailable, UnknownProvider
 
 PROBLEM_JSON = "application/problem+json"
 

@@ -109,6 +109,15 @@ class WebhookNotice:
     error: str | None = None
 
 
+class UnknownProvider(Exception):
+    """A webhook named a provider we do not use (answer 404)."""
+
+
+class SigningKeysUnavailable(Exception):
+    """The provider's signing keys could not be fetched: a webhook can be neither accepted nor refused (answer
+    5xx, so the provider retries)."""
+
+
 class InvalidWebhook(Exception):
     """The call is not an authentic webhook from this provider (answer 401, change nothing)."""
 

@@ -18,6 +18,7 @@ import httpx
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
+from avatarjobs.providers.base import SigningKeysUnavailable
 from avatarjobs.providers.http import TIMEOUT, USER_AGENT
 
 REQUEST_ID_HEADER = "x-fal-webhook-request-id"
@@ -42,10 +43,6 @@ class InvalidSignature(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-class SigningKeysUnavailable(Exception):
-    """fal's keys could not be fetched: the webhook can be neither accepted nor refused (answer 5xx, fal retries)."""
 
 
 @dataclass(frozen=True)
