@@ -94,7 +94,8 @@ class Reconciler:
 
     def _requeue_if_silent(self, job: Job, now: datetime, report: ReconcileReport) -> None:
         """Sends an ACCEPTED or FINALIZING job's message again when nothing has been written to it for too long."""
-        if job.status == JobStatus.ACCEPTED and (job.dispatch_lease_until or "") > isoformat(now):
+        lease = job.dispatch_lease_until
+        if job.status == JobStatus.ACCEPTED and lease is not None and lease > isoformat(now):
             return  # a dispatcher is submitting it
         if job.updated_at > isoformat(now - _silence_allowed(job)):
             return
