@@ -24,48 +24,11 @@ class CallPlan(NamedTuple):
     plan: str
 
 
-# Each is a change to production code, proposed here and not made: this benchmark only measures.
+# Each is a change to production code, proposed here and not made: this benchmark only measures. Done already:
+# the `enqueued_at`/`finalize_enqueued_at` markers (the reconciler finds lost messages by silence), dispatch's and
+# the webhook's reads (one conditional UpdateItem each, ALL_OLD when refused), finalize's read (the message
+# carries the URL). See docs/decisions.md.
 CALL_PLAN = [
-    CallPlan(
-        "api",
-        "UpdateItem",
-        "mark_enqueued",
-        "drop the `enqueued_at` marker written after every send: reconcile requeues an ACCEPTED job only when it "
-        "is missing; let reconcile requeue any unleased ACCEPTED job past the same wait instead (a duplicate "
-        "dispatch message is harmless: dispatch checks the status and the lease)",
-    ),
-    CallPlan(
-        "webhook",
-        "UpdateItem",
-        "mark_enqueued",
-        "drop `finalize_enqueued_at` the same way: let the grace period alone decide when reconcile resends a "
-        "FINALIZING job's message (a duplicate finalize message is harmless: the closing update is conditional "
-        "on FINALIZING)",
-    ),
-    CallPlan(
-        "dispatch",
-        "GetItem",
-        "Dispatcher.dispatch",
-        "claim with one conditional UpdateItem (status = ACCEPTED and no live lease; ADD attempts; "
-        "ReturnValues=ALL_NEW) instead of GetItem then UpdateItem; on ConditionalCheckFailed, "
-        "ReturnValuesOnConditionCheckFailure=ALL_OLD gives the item for the other branches (ended, leased, lost)",
-    ),
-    CallPlan(
-        "webhook",
-        "GetItem",
-        "WebhookReceiver.receive",
-        "record the result with one conditional UpdateItem (provider_request_id and status in the condition, "
-        "ReturnValuesOnConditionCheckFailure=ALL_OLD to tell a duplicate from an unknown job)",
-    ),
-    CallPlan(
-        "finalize",
-        "GetItem",
-        "Finalizer.finalize",
-        "carry the provider's video URL in the finalize message (it is known when the message is sent), so the "
-        "copy starts without reading the job; the trade-off: a duplicate message copies again (same key, same "
-        "bytes) and only the closing conditional update (status = FINALIZING) refuses it, a rare redundant copy "
-        "for one read less on every job",
-    ),
     CallPlan(
         "finalize",
         "CreateMultipartUpload",
@@ -77,7 +40,9 @@ CALL_PLAN = [
         "Publish",
         "Subscribers.publish",
         "publish once, to EventBridge, and fan out to the SNS topic with a rule on the bus (a template change) "
-        "instead of a second API call per event",
+        "instead of a second API call per event; this needs the contract changed first: an EventBridge target "
+        "cannot set the SNS message attributes (`status`, `provider`, `type`) DESIGN.md promises for filter "
+        "policies, so subscribers would filter on the message body instead",
     ),
 ]
 
@@ -212,7 +177,7 @@ def _aws_calls_section(result: aws_calls.AwsCallsResult) -> list[str]:
         )
     ]
     lines += [
-        "### Plan for the AWS-calls gap (not done here: this change only measures)",
+        "### Plan for the AWS-calls gap (proposed, not made)",
         "",
         f"Each item removes one call from a successful job; together {len(removable)} of "
         f"{result.outside_part_uploads}, which would leave {result.outside_part_uploads - len(removable)}:",

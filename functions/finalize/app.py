@@ -6,7 +6,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatarjobs.adapters.job_queues import retry_later
 from avatarjobs.composition import finalize_redelivery, finalizer
-from avatarjobs.domain.messages import JobMessage
+from avatarjobs.domain.messages import FinalizeMessage
 from avatarjobs.domain.retries import RetryLater
 from avatarjobs.observability import logger, metrics, tracer
 from avatarjobs.partial_batch import PartialBatchResponse, process_sqs_batch
@@ -18,7 +18,7 @@ from avatarjobs.partial_batch import PartialBatchResponse, process_sqs_batch
 @tracer.capture_method
 def finalize_record(record: dict[str, Any]) -> None:
     try:
-        finalizer().finalize(JobMessage.model_validate_json(record["body"]).job_id)
+        finalizer().finalize(FinalizeMessage.model_validate_json(record["body"]))
     except RetryLater as retry:
         retry_later(record, retry, finalize_redelivery())
         raise

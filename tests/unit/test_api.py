@@ -12,10 +12,12 @@ import pytest
 from avatarjobs import composition
 from avatarjobs.domain import limits
 from avatarjobs.domain.job import JobOutput, JobStatus
+from avatarjobs.domain.messages import JobMessage
 from devstack.cloudformation import REGION, Stack
 from functions.api.app import lambda_handler
 from tests.api_events import OWNER, api_event, load_event
 from tests.lambda_context import LambdaContext
+from tests.support.aws_calls import calls_made
 
 FACE = "https://example.com/face.png"
 SPEECH = "https://example.com/speech.wav"
@@ -207,7 +209,7 @@ def test_without_a_key_every_request_is_a_new_job(call: Call, stack: Stack) -> N
 
 
 class BrokenQueue:
-    def send(self, job_id: str) -> None:
+    def send(self, message: JobMessage) -> None:
         raise ConnectionError("SQS is unreachable")
 
 
@@ -220,12 +222,25 @@ def test_a_queue_outage_is_a_503_and_a_retry_with_the_key_queues_the_same_job(ca
     assert problem["code"] == "service_unavailable"
     assert dispatch_messages(stack) == []
 
+    [listed] = composition.jobs_service().list_jobs(OWNER, status=JobStatus.ACCEPTED, limit=10, cursor=None).items
+    unqueued = composition.jobs_service().get_job(OWNER, listed.job_id)
+    assert unqueued.enqueue_failed_at is not None  # the failure is noted (a success writes nothing)
+
     service._queue = working_queue
     status, _, body = call("POST", "/jobs", body=job_body(), headers=headers)
     assert status == 202
     assert dispatch_messages(stack) == [{"job_id": body["job_id"]}]
+    assert composition.jobs_service().get_job(OWNER, body["job_id"]).enqueue_failed_at is None
     assert call("POST", "/jobs", body=job_body(), headers=headers)[2]["job_id"] == body["job_id"]
     assert dispatch_messages(stack) == []  # queued once, not again on a later replay
+
+
+def test_a_new_job_is_stored_and_queued_with_two_calls(call: Call, stack: Stack) -> None:
+    with calls_made() as calls:
+        status, _, body = call("POST", "/jobs", body=job_body())
+    assert status == 202
+    assert calls == ["dynamodb.PutItem", "sqs.SendMessage"]  # no marker written after the send
+    assert dispatch_messages(stack) == [{"job_id": body["job_id"]}]
 
 
 def test_a_queue_outage_without_a_key_fails_the_job_rather_than_forgetting_it(call: Call, stack: Stack) -> None:

@@ -15,7 +15,8 @@ import respx
 from nacl.signing import SigningKey
 
 from avatarjobs import composition
-from avatarjobs.domain.job import Job, JobStatus, ProviderResult, isoformat, utc_now
+from avatarjobs.adapters.jobs_table import FINALIZING_OWNER_STATUS
+from avatarjobs.domain.job import Job, JobError, JobStatus, ProviderResult, isoformat, utc_now
 from avatarjobs.domain.requests import FalMultiTextRequest, MirakoTalkingAvatarRequest
 from avatarjobs.providers.mirako import new_webhook_token
 from devstack.cloudformation import REGION, Stack
@@ -25,6 +26,7 @@ from functions.reconcile import app as reconcile_app
 from functions.webhook import app as webhook_app
 from tests.api_events import OWNER, api_event, load_event
 from tests.lambda_context import LambdaContext
+from tests.support.aws_calls import calls_made
 from tests.support.subscribers import Channels, notify_from_stream
 
 FAL = "https://queue.fal.run"
@@ -170,15 +172,110 @@ def videos(stack: Stack) -> list[str]:
 # -- fal signatures -----------------------------------------------------------------------------------------
 
 
+def finalize_message(job: Job, video_url: str | None = VIDEO_URL) -> dict[str, Any]:
+    """The finalize message of a FINALIZING job: what the copy and the closing update need, so no read."""
+    message = {"job_id": job.job_id, "owner": job.owner, "provider": job.provider, "version": job.version}
+    return message | ({"video_url": video_url} if video_url else {})
+
+
 def test_a_signed_fal_webhook_records_the_completion(env: Stack, fal_key: SigningKey) -> None:
     job = submitted_fal_job()
+    body = fal_body()
+    with calls_made() as calls:
+        assert deliver("fal", job.job_id, body, fal_headers(fal_key, body)) == (200, {"status": "recorded"})
+    # The signature is checked before the table is touched; then one conditional write, and the message.
+    assert calls == ["dynamodb.UpdateItem", "sqs.SendMessage"]
+    finalizing = stored(job.job_id)
+    assert finalizing.status == JobStatus.FINALIZING
+    assert finalizing.version == job.version + 1
+    assert list(finalizing.timeline) == ["ACCEPTED", "SUBMITTED", "FINALIZING"]
+    assert finalizing.provider_result is not None
+    assert finalizing.provider_result.video_url == VIDEO_URL
+    # The owner's status index follows, though the write never read the owner.
+    listed = composition.jobs_service().list_jobs(OWNER, status=JobStatus.FINALIZING, limit=10, cursor=None)
+    assert [item.job_id for item in listed.items] == [job.job_id]
+    assert composition.jobs_service().list_jobs(OWNER, status=JobStatus.SUBMITTED, limit=10, cursor=None).items == []
+    assert [json.loads(m["Body"]) for m in queued(env, "FinalizeQueue")] == [finalize_message(finalizing)]
+
+
+def test_a_refused_webhook_write_tells_a_duplicate_from_another_request_or_job_without_a_read(
+    env: Stack, fal_key: SigningKey
+) -> None:
+    job = submitted_fal_job()
+    body = fal_body()
+    assert deliver("fal", job.job_id, body, fal_headers(fal_key, body))[1] == {"status": "recorded"}
+    queued(env, "FinalizeQueue")
+    finalizing = stored(job.job_id)
+
+    # The refused write returns the job as it was: it is the one write, for each of these.
+    with calls_made() as calls:
+        assert deliver("fal", job.job_id, body, fal_headers(fal_key, body)) == (200, {"status": "duplicate"})
+    assert calls == ["dynamodb.UpdateItem"]
+    other = fal_body(request_id="other-request")
+    with calls_made() as calls:
+        answer = deliver("fal", job.job_id, other, fal_headers(fal_key, other, request_id="other-request"))
+    assert answer == (200, {"status": "ignored"})
+    assert calls == ["dynamodb.UpdateItem"]
+    unknown = "01JD0000000000000000000009"
+    with calls_made() as calls:
+        assert deliver("fal", unknown, body, fal_headers(fal_key, body)) == (200, {"status": "ignored"})
+    assert calls == ["dynamodb.UpdateItem"]
+    assert composition.jobs_service()._jobs.get(unknown) is None  # the conditional write made no item
+
+    assert stored(job.job_id) == finalizing
+    assert queued(env, "FinalizeQueue") == []
+
+
+def test_a_signed_webhook_on_another_providers_job_changes_nothing(env: Stack, fal_key: SigningKey) -> None:
+    job, _ = submitted_mirako_job()
+    body = fal_body(request_id="xdac2o3c")  # even naming the Mirako job's own task
+    assert deliver("fal", job.job_id, body, fal_headers(fal_key, body, request_id="xdac2o3c")) == (
+        200,
+        {"status": "ignored"},
+    )
+    assert stored(job.job_id) == job
+    assert queued(env, "FinalizeQueue") == []
+
+
+def test_a_signed_webhook_for_a_job_stored_before_its_finalizing_key_is_recorded_all_the_same(
+    env: Stack, fal_key: SigningKey
+) -> None:
+    job = submitted_fal_job()
+    boto3.client("dynamodb", region_name=REGION).update_item(
+        TableName=env.refs["JobsTable"],
+        Key={"job_id": {"S": job.job_id}},
+        UpdateExpression="REMOVE #key",
+        ExpressionAttributeNames={"#key": FINALIZING_OWNER_STATUS},
+    )
+    body = fal_body()
+    with calls_made() as calls:
+        assert deliver("fal", job.job_id, body, fal_headers(fal_key, body)) == (200, {"status": "recorded"})
+    # Refused for want of the key, then the transition from the job as it was (status and version).
+    assert calls == ["dynamodb.UpdateItem", "dynamodb.UpdateItem", "sqs.SendMessage"]
+    finalizing = stored(job.job_id)
+    assert finalizing.status == JobStatus.FINALIZING
+    listed = composition.jobs_service().list_jobs(OWNER, status=JobStatus.FINALIZING, limit=10, cursor=None)
+    assert [item.job_id for item in listed.items] == [job.job_id]
+    assert [json.loads(m["Body"]) for m in queued(env, "FinalizeQueue")] == [finalize_message(finalizing)]
+
+
+@pytest.mark.parametrize("status", [JobStatus.ACCEPTED, JobStatus.SUBMITTED])
+def test_a_signed_webhook_for_a_job_whose_submit_answer_was_lost_adopts_the_request(
+    env: Stack, fal_key: SigningKey, status: JobStatus
+) -> None:
+    job = new_fal_job()
+    if status == JobStatus.SUBMITTED:  # the submit timed out: the provider may have it
+        job = composition.jobs_service()._jobs.update_status(
+            job, JobStatus.SUBMITTED, now=isoformat(utc_now()), changes={"submission_unconfirmed": True}
+        )
     body = fal_body()
     assert deliver("fal", job.job_id, body, fal_headers(fal_key, body)) == (200, {"status": "recorded"})
     finalizing = stored(job.job_id)
     assert finalizing.status == JobStatus.FINALIZING
-    assert finalizing.provider_result is not None
-    assert finalizing.provider_result.video_url == VIDEO_URL
-    assert [json.loads(m["Body"]) for m in queued(env, "FinalizeQueue")] == [{"job_id": job.job_id}]
+    assert finalizing.provider_request_id == REQUEST_ID
+    assert not finalizing.submission_unconfirmed
+    assert list(finalizing.timeline) == ["ACCEPTED", "SUBMITTED", "FINALIZING"]
+    assert [json.loads(m["Body"]) for m in queued(env, "FinalizeQueue")] == [finalize_message(finalizing)]
 
 
 def _forgeries(key: SigningKey) -> list[tuple[str, bytes, dict[str, str]]]:
@@ -363,6 +460,83 @@ def test_a_failed_download_is_retried_then_dead_lettered_into_a_failed_job(env: 
     assert videos(env) == []
 
 
+def finalizing_fal_job(result: ProviderResult | None = None) -> Job:
+    """A job whose completion was recorded; its finalize message is taken off the queue and returned by `queued`."""
+    job = submitted_fal_job()
+    composition.provider_progress().completed(job, result or ProviderResult(video_url=VIDEO_URL))
+    return stored(job.job_id)
+
+
+def test_finalize_copies_from_the_message_without_reading_the_job(env: Stack, channels: Channels) -> None:
+    job = finalizing_fal_job()
+    messages = queued(env, "FinalizeQueue")
+    assert [json.loads(m["Body"]) for m in messages] == [finalize_message(job)]
+    with calls_made() as calls:
+        assert run_finalize(env, messages) == []
+    assert "dynamodb.GetItem" not in calls
+    assert [call for call in calls if call.startswith("dynamodb.")] == ["dynamodb.UpdateItem"]
+    done = stored(job.job_id)
+    assert done.status == JobStatus.SUCCEEDED
+    assert done.output is not None
+    assert done.output.sha256 == hashlib.sha256(VIDEO).hexdigest()
+    assert videos(env) == [f"videos/{job.job_id}.mp4"]
+    assert notify_from_stream(env) == []
+    told_once(channels, job.job_id, "job.succeeded")
+
+
+def test_a_finalize_message_with_only_the_job_id_reads_the_job(env: Stack) -> None:
+    """Messages sent before they carried the URL (in flight during a deploy) still finish their job."""
+    job = finalizing_fal_job()
+    [message] = queued(env, "FinalizeQueue")
+    message["Body"] = json.dumps({"job_id": job.job_id})
+    with calls_made() as calls:
+        assert run_finalize(env, [message]) == []
+    assert [call for call in calls if call.startswith("dynamodb.")] == ["dynamodb.GetItem", "dynamodb.UpdateItem"]
+    assert stored(job.job_id).status == JobStatus.SUCCEEDED
+    assert videos(env) == [f"videos/{job.job_id}.mp4"]
+
+
+def test_a_result_without_a_url_is_fetched_from_fal_by_finalize(env: Stack) -> None:
+    """fal's webhook may come without its payload (payload_error): the message has no URL, and finalize asks fal."""
+    job = finalizing_fal_job(ProviderResult())
+    [message] = queued(env, "FinalizeQueue")
+    assert json.loads(message["Body"]) == finalize_message(job, video_url=None)
+    result = respx.get(FAL_URLS["response_url"]).mock(
+        return_value=httpx.Response(200, json={"video": {"url": VIDEO_URL, "content_type": "video/mp4"}, "seed": 1})
+    )
+    assert run_finalize(env, [message]) == []
+    assert result.call_count == 1
+    assert stored(job.job_id).status == JobStatus.SUCCEEDED
+
+
+def test_a_copy_finished_after_the_job_changed_closes_against_its_current_version(env: Stack) -> None:
+    job = finalizing_fal_job()
+    messages = queued(env, "FinalizeQueue")
+    # A write while FINALIZING (a retry's reason) makes the message's version stale.
+    note = JobError(code="COPY_FAILED", message="a timeout", retryable=True)
+    changed = composition.jobs_service()._jobs.update_fields(
+        job, now=isoformat(utc_now()), changes={"last_error": note.model_dump()}
+    )
+    assert changed.version == job.version + 1
+    assert run_finalize(env, messages) == []
+    done = stored(job.job_id)
+    assert done.status == JobStatus.SUCCEEDED
+    assert done.version == changed.version + 1
+
+
+def test_a_finalize_message_for_a_job_that_ended_otherwise_changes_nothing(env: Stack) -> None:
+    job = finalizing_fal_job()
+    messages = queued(env, "FinalizeQueue")
+    failed = composition.jobs_service()._jobs.update_status(
+        job, JobStatus.FAILED, now=isoformat(utc_now()), changes={"error": {"code": "FINALIZE_FAILED", "message": "x"}}
+    )
+    assert run_finalize(env, messages) == []  # acknowledged: a terminal status never changes, a retry would not help
+    assert stored(job.job_id) == failed
+    respx.get(VIDEO_URL).mock(return_value=httpx.Response(503))
+    assert run_finalize(env, messages) == []  # nor does a copy that fails for a job that has ended
+    assert stored(job.job_id) == failed
+
+
 # -- reconcile ----------------------------------------------------------------------------------------------
 
 
@@ -400,15 +574,93 @@ def test_a_job_past_its_deadline_times_out_and_is_canceled_at_the_provider(env: 
     told_once(channels, job.job_id, "job.timed_out")
 
 
-def test_an_accepted_job_that_was_never_queued_is_queued(env: Stack) -> None:
+def _silent_for(job: Job, minutes: float, **changes: Any) -> Job:
+    """The job as if nothing had been written to it for `minutes` (its last write then)."""
+    then = isoformat(utc_now() - timedelta(minutes=minutes))
+    return composition.jobs_service()._jobs.update_fields(job, now=then, changes=changes)
+
+
+def reconcile() -> dict[str, Any]:
+    result: dict[str, Any] = reconcile_app.lambda_handler(
+        load_event("schedule_reconcile.json"), LambdaContext("ReconcileFunction")
+    )
+    return result
+
+
+def test_an_accepted_job_whose_message_was_lost_is_queued_again_once_per_grace(env: Stack) -> None:
     job = new_fal_job()
-    queued(env, "DispatchQueue")  # drain the message the API sent
-    job = stored(job.job_id)
-    job = _age(job, created_at=isoformat(utc_now() - timedelta(minutes=10)))
-    composition.jobs_service()._jobs.update_fields(job, now=job.updated_at, changes={}, remove=("enqueued_at",))
-    result = reconcile_app.lambda_handler(load_event("schedule_reconcile.json"), LambdaContext("ReconcileFunction"))
-    assert result["requeued"] == 1
+    queued(env, "DispatchQueue")  # the message the API sent is lost
+    _silent_for(stored(job.job_id), minutes=6)
+    assert reconcile()["requeued"] == 1
     assert [json.loads(m["Body"]) for m in queued(env, "DispatchQueue")] == [{"job_id": job.job_id}]
+    requeued = stored(job.job_id)
+    assert requeued.requeued_at is not None
+    assert requeued.status == JobStatus.ACCEPTED
+    # The next runs wait a grace again: a job waiting in a long queue is not sent every minute.
+    assert reconcile()["requeued"] == 0
+    assert queued(env, "DispatchQueue") == []
+
+
+RATE_LIMITED = {"code": "PROVIDER_RATE_LIMITED", "message": "429", "retryable": True}
+
+
+@pytest.mark.parametrize(
+    ("silent_minutes", "attempts", "lease_minutes", "requeued"),
+    [
+        (4, 0, None, 0),  # may still be waiting in the queue
+        (6, 0, None, 1),
+        (60, 1, 1, 0),  # a dispatcher holds it (its lease ends in a minute): it is being submitted
+        (6, 1, None, 0),  # tried before: its message may be waiting out a backoff of up to 15 minutes
+        (21, 1, None, 1),
+        (21, 1, -18, 1),  # a dispatcher died holding it: a message lets dispatch settle it, never resubmit
+    ],
+)
+def test_an_accepted_job_is_queued_again_only_past_its_silence(
+    env: Stack, silent_minutes: int, attempts: int, lease_minutes: int | None, requeued: int
+) -> None:
+    job = new_fal_job()
+    queued(env, "DispatchQueue")
+    changes: dict[str, Any] = {"attempts": attempts}
+    if attempts:
+        changes["last_error"] = RATE_LIMITED
+    if lease_minutes is not None:
+        changes["dispatch_lease_until"] = isoformat(utc_now() + timedelta(minutes=lease_minutes))
+    _silent_for(stored(job.job_id), minutes=silent_minutes, **changes)
+    assert reconcile()["requeued"] == requeued
+    assert len(queued(env, "DispatchQueue")) == requeued
+
+
+def test_a_finalizing_job_whose_message_was_lost_is_queued_again_and_finished(env: Stack, channels: Channels) -> None:
+    job = finalizing_fal_job()
+    queued(env, "FinalizeQueue")  # lost: the webhook stopped between its transition and its send
+    _silent_for(job, minutes=10)
+    assert reconcile()["requeued"] == 0  # a copy may still be running
+    _silent_for(stored(job.job_id), minutes=17)
+    assert reconcile()["requeued"] == 1
+    noted = stored(job.job_id)
+    messages = queued(env, "FinalizeQueue")
+    assert [json.loads(m["Body"]) for m in messages] == [finalize_message(noted)]
+    assert reconcile()["requeued"] == 0
+    assert run_finalize(env, messages) == []
+    assert stored(job.job_id).status == JobStatus.SUCCEEDED
+    assert notify_from_stream(env) == []
+    told_once(channels, job.job_id, "job.succeeded")
+
+
+def test_a_slow_finalize_and_its_requeued_duplicate_succeed_once(env: Stack, channels: Channels) -> None:
+    job = finalizing_fal_job()
+    original = queued(env, "FinalizeQueue")  # still being copied, say, when the reconciler gives up on it
+    _silent_for(job, minutes=17)
+    assert reconcile()["requeued"] == 1
+    duplicate = queued(env, "FinalizeQueue")
+    assert run_finalize(env, duplicate) == []
+    assert run_finalize(env, original) == []  # its version is stale and the job is done: acknowledged
+    done = stored(job.job_id)
+    assert done.status == JobStatus.SUCCEEDED
+    assert list(done.timeline) == ["ACCEPTED", "SUBMITTED", "FINALIZING", "SUCCEEDED"]
+    assert videos(env) == [f"videos/{job.job_id}.mp4"]
+    assert notify_from_stream(env) == []
+    told_once(channels, job.job_id, "job.succeeded")
 
 
 def test_a_cancel_requested_mirako_job_follows_the_provider_to_canceled(env: Stack) -> None:

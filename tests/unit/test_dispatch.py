@@ -26,6 +26,7 @@ from functions.dead_letter import app as dead_letter_app
 from functions.dispatch import app as dispatch_app
 from tests.api_events import OWNER, load_event
 from tests.lambda_context import LambdaContext
+from tests.support.aws_calls import calls_made
 
 FAL = "https://queue.fal.run"
 MIRAKO = "https://mirako.co"
@@ -93,9 +94,10 @@ def received_record(stack: Stack, queue: str = "DispatchQueue") -> dict[str, Any
     return record
 
 
-def dispatch(*records: dict[str, Any]) -> list[str]:
+def dispatch(*records: dict[str, Any], seconds_left: float = 120) -> list[str]:
     """Runs the dispatcher on one batch; returns the ids of the records it reported as failed."""
-    response = dispatch_app.lambda_handler({"Records": list(records)}, LambdaContext("DispatchFunction"))
+    context = LambdaContext("DispatchFunction", seconds_left=seconds_left)
+    response = dispatch_app.lambda_handler({"Records": list(records)}, context)
     return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
 
 
@@ -122,7 +124,9 @@ def fal_accepts(request_id: str = "764cabcf-b745-4b3e-ae38-1200304cf45b") -> res
 def test_a_job_is_submitted_with_our_webhook_and_its_request_id_recorded(dispatch_env: Stack) -> None:
     job = fal_job(num_frames=81)
     route = fal_accepts()
-    assert dispatch(received_record(dispatch_env)) == []
+    with calls_made() as calls:
+        assert dispatch(received_record(dispatch_env)) == []
+    assert calls == ["dynamodb.UpdateItem", "dynamodb.UpdateItem"]  # the claim (no read first), then SUBMITTED
 
     [call] = route.calls
     url = urlsplit(str(call.request.url))
@@ -148,9 +152,40 @@ def test_the_same_message_delivered_twice_submits_once(dispatch_env: Stack) -> N
     record = received_record(dispatch_env)
     duplicate = {**record, "messageId": "duplicate-delivery"}
     assert dispatch(record, duplicate) == []
-    assert dispatch(record) == []
+    submitted = stored(job.job_id)
+    with calls_made() as calls:
+        assert dispatch(record) == []
+    assert calls == ["dynamodb.UpdateItem"]  # the refused claim returns the job: SUBMITTED, nothing to do
     assert route.call_count == 1
-    assert stored(job.job_id).status == JobStatus.SUBMITTED
+    assert stored(job.job_id) == submitted
+    assert submitted.status == JobStatus.SUBMITTED
+    assert submitted.attempts == 1
+
+
+def test_a_job_another_dispatcher_holds_comes_back_later_unchanged(dispatch_env: Stack) -> None:
+    job = fal_job()
+    soon = isoformat(utc_now() + timedelta(minutes=2))
+    held = composition.jobs_service()._jobs.update_fields(
+        job, now=isoformat(utc_now()), changes={"dispatch_lease_until": soon, "attempts": 1}
+    )
+    route = fal_accepts()
+    record = received_record(dispatch_env)
+    with calls_made() as calls:
+        assert dispatch(record) == [record["messageId"]]
+    assert calls == ["dynamodb.UpdateItem", "sqs.ChangeMessageVisibility"]  # refused claim, then the backoff
+    assert route.call_count == 0
+    assert stored(job.job_id) == held
+
+
+def test_too_little_time_for_a_submit_leaves_the_job_untouched(dispatch_env: Stack) -> None:
+    job = fal_job()
+    route = fal_accepts()
+    record = received_record(dispatch_env)
+    with calls_made() as calls:
+        assert dispatch(record, seconds_left=60) == [record["messageId"]]
+    assert calls == ["sqs.ChangeMessageVisibility"]
+    assert route.call_count == 0
+    assert stored(job.job_id) == job
 
 
 def test_two_concurrent_deliveries_submit_once(dispatch_env: Stack) -> None:
@@ -268,8 +303,11 @@ def test_a_job_canceled_during_its_submit_is_canceled_at_the_provider(dispatch_e
 def test_an_unknown_job_is_acknowledged_without_a_call(dispatch_env: Stack) -> None:
     route = fal_accepts()
     record = copy.deepcopy(load_event("sqs_dispatch.json")["Records"][0])  # names a job that does not exist
-    assert dispatch(record) == []
+    with calls_made() as calls:
+        assert dispatch(record) == []
+    assert calls == ["dynamodb.UpdateItem"]
     assert route.call_count == 0
+    assert composition.jobs_service()._jobs.get(json.loads(record["body"])["job_id"]) is None  # no item made
 
 
 def test_an_uploaded_input_reaches_fal_as_a_short_lived_presigned_url(dispatch_env: Stack) -> None:

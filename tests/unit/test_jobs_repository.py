@@ -90,11 +90,120 @@ def test_a_stale_snapshot_cannot_transition(repository: DynamoJobsRepository) ->
     job = make_job()
     repository.create(job, None)
     repository.update_status(job, JobStatus.SUBMITTED, now=job.created_at)
-    with pytest.raises(TransitionConflict):
+    with pytest.raises(TransitionConflict) as refused:
         repository.update_status(job, JobStatus.CANCELED, now=job.created_at)  # read before the first write
     stored = repository.get(job.job_id)
     assert stored is not None
     assert stored.status == JobStatus.SUBMITTED
+    # The refused update returns the job as it found it (ReturnValuesOnConditionCheckFailure=ALL_OLD): no re-read.
+    assert refused.value.current == stored
+
+
+def test_a_refused_update_of_a_job_that_does_not_exist_says_so_and_makes_no_item(
+    repository: DynamoJobsRepository,
+) -> None:
+    ghost = make_job()
+    with pytest.raises(TransitionConflict) as refused:
+        repository.update_status(ghost, JobStatus.SUBMITTED, now=ghost.created_at)
+    assert refused.value.current is None
+    with pytest.raises(TransitionConflict) as refused:
+        repository.claim_for_dispatch(ghost.job_id, now=ghost.created_at, lease_until=ghost.created_at)
+    assert refused.value.current is None
+    with pytest.raises(TransitionConflict) as refused:
+        repository.enter_finalizing(
+            ghost.job_id, from_statuses=[JobStatus.SUBMITTED], expected={}, now=ghost.created_at, changes={}
+        )
+    assert refused.value.current is None
+    assert repository.get(ghost.job_id) is None
+
+
+def test_a_dispatch_claim_needs_an_accepted_job_that_nobody_holds(repository: DynamoJobsRepository) -> None:
+    job = make_job()
+    repository.create(job, None)
+    claimed = repository.claim_for_dispatch(
+        job.job_id, now="2026-01-02T03:05:00.000Z", lease_until="2026-01-02T03:07:00.000Z"
+    )
+    assert claimed.status == JobStatus.ACCEPTED
+    assert claimed.dispatch_lease_until == "2026-01-02T03:07:00.000Z"
+    assert claimed.attempts == 1
+    assert claimed.version == job.version + 1
+    assert claimed.updated_at == "2026-01-02T03:05:00.000Z"
+    assert repository.get(job.job_id) == claimed
+    with pytest.raises(TransitionConflict) as refused:  # the lease is there, live or not: no second claim
+        repository.claim_for_dispatch(
+            job.job_id, now="2026-01-02T03:09:00.000Z", lease_until="2026-01-02T03:11:00.000Z"
+        )
+    assert refused.value.current == claimed
+    released = repository.update_fields(claimed, now=claimed.updated_at, changes={}, remove=("dispatch_lease_until",))
+    again = repository.claim_for_dispatch(
+        job.job_id, now="2026-01-02T03:09:00.000Z", lease_until="2026-01-02T03:11:00.000Z"
+    )
+    assert again.attempts == 2
+    assert again.version == released.version + 1
+    submitted = repository.update_status(
+        again, JobStatus.SUBMITTED, now="2026-01-02T03:10:00.000Z", changes={"provider_request_id": "req-1"}
+    )
+    with pytest.raises(TransitionConflict) as refused:
+        repository.claim_for_dispatch(
+            job.job_id, now="2026-01-02T03:20:00.000Z", lease_until="2026-01-02T03:22:00.000Z"
+        )
+    assert refused.value.current == submitted
+
+
+def test_entering_finalizing_without_a_read_checks_the_status_and_the_request(
+    repository: DynamoJobsRepository,
+) -> None:
+    job = make_job()
+    repository.create(job, None)
+    submitted = repository.update_status(
+        job, JobStatus.SUBMITTED, now="2026-01-02T03:05:00.000Z", changes={"provider_request_id": "req-1"}
+    )
+    completable = [JobStatus.SUBMITTED, JobStatus.RUNNING, JobStatus.CANCEL_REQUESTED]
+    result = {"video_url": "https://v3.fal.media/files/x.mp4"}
+    for expected in (
+        {"provider": "fal", "provider_request_id": "req-2"},
+        {"provider": "mirako", "provider_request_id": "req-1"},
+    ):
+        with pytest.raises(TransitionConflict) as refused:
+            repository.enter_finalizing(
+                job.job_id,
+                from_statuses=completable,
+                expected=expected,
+                now="2026-01-02T03:06:00.000Z",
+                changes={"provider_result": result},
+            )
+        assert refused.value.current == submitted
+    with pytest.raises(TransitionConflict) as refused:  # not from a status the caller allows
+        repository.enter_finalizing(
+            job.job_id, from_statuses=[JobStatus.RUNNING], expected={}, now="2026-01-02T03:06:00.000Z", changes={}
+        )
+    assert refused.value.current == submitted
+
+    finalizing = repository.enter_finalizing(
+        job.job_id,
+        from_statuses=completable,
+        expected={"provider": "fal", "provider_request_id": "req-1"},
+        now="2026-01-02T03:07:00.000Z",
+        changes={"provider_result": result},
+    )
+    assert finalizing.status == JobStatus.FINALIZING
+    assert finalizing.version == submitted.version + 1
+    assert finalizing.status_since == finalizing.updated_at == "2026-01-02T03:07:00.000Z"
+    assert finalizing.timeline == {**submitted.timeline, "FINALIZING": "2026-01-02T03:07:00.000Z"}
+    assert finalizing.provider_result is not None
+    assert finalizing.provider_result.video_url == result["video_url"]
+    # The owner's status index has it under FINALIZING, though the owner was never read.
+    listed, _ = repository.list_for_owner("owner-1", status=JobStatus.FINALIZING, limit=10, after_job_id=None)
+    assert listed == [finalizing]
+    with pytest.raises(TransitionConflict) as refused:  # a duplicate
+        repository.enter_finalizing(
+            job.job_id,
+            from_statuses=completable,
+            expected={"provider_request_id": "req-1"},
+            now="2026-01-02T03:08:00.000Z",
+            changes={},
+        )
+    assert refused.value.current == finalizing
 
 
 def test_a_terminal_state_never_regresses(repository: DynamoJobsRepository) -> None:
@@ -104,8 +213,9 @@ def test_a_terminal_state_never_regresses(repository: DynamoJobsRepository) -> N
     current = job
     for event in (JobEvent.DISPATCHED, JobEvent.PROVIDER_COMPLETED, JobEvent.COPIED):
         changes = {"output": output.model_dump()} if event == JobEvent.COPIED else None
-        current = repository.update_status(current, next_status(current.status, event), now=job.created_at,
-                                           changes=changes)  # fmt: skip
+        current = repository.update_status(
+            current, next_status(current.status, event), now=job.created_at, changes=changes
+        )
     assert current.status == JobStatus.SUCCEEDED
     # A late duplicate that still holds the FINALIZING snapshot cannot move the job back or sideways.
     finalizing = current.model_copy(update={"status": JobStatus.FINALIZING, "version": current.version - 1})

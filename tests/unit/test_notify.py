@@ -274,7 +274,7 @@ def test_a_later_change_to_a_finished_job_tells_nothing(
 ) -> None:
     before = S.CANCEL_REQUESTED if status == S.CANCELED else S.FINALIZING
     finished = finish(repository, job_in(repository, before), status, stack)
-    updated = repository.update_fields(finished, now=at(200), changes={"enqueued_at": at(200)})
+    updated = repository.update_fields(finished, now=at(200), changes={"requeued_at": at(200)})
     assert notify(stream_record(stack, finished, updated)) == []
     assert channels.topic_messages() == []
     assert channels.bus_events() == []
@@ -404,7 +404,7 @@ def test_records_read_from_the_tables_stream_tell_the_terminal_transition_once(
 ) -> None:
     job = job_in(repository, S.FINALIZING)
     done = finish(repository, job, S.SUCCEEDED, stack)
-    repository.update_fields(done, now=at(300), changes={"enqueued_at": at(300)})  # a later change: no event
+    repository.update_fields(done, now=at(300), changes={"requeued_at": at(300)})  # a later change: no event
 
     records = real_stream_records(stack)
     assert [record["eventName"] for record in records] == ["INSERT"] + ["MODIFY"] * 5

@@ -6,6 +6,7 @@ import pytest
 
 from avatarjobs.domain.errors import InvalidTransition
 from avatarjobs.domain.job import TERMINAL_STATUSES, JobStatus
+from avatarjobs.domain.provider_progress import COMPLETABLE
 from avatarjobs.domain.state_machine import JobEvent, next_status
 
 S = JobStatus
@@ -72,3 +73,14 @@ def test_every_non_terminal_state_can_reach_a_terminal_state() -> None:
             changed |= len(reachable[source]) != before
     for status in JobStatus:
         assert reachable[status] & TERMINAL_STATUSES, status
+
+
+def test_the_completion_written_without_a_read_applies_exactly_where_the_table_says() -> None:
+    """fal's webhook moves a job it did not read: its condition lists the statuses, so they must be the table's."""
+    assert set(COMPLETABLE) == {S.SUBMITTED, S.RUNNING, S.CANCEL_REQUESTED}
+    for status in JobStatus:
+        if status in COMPLETABLE:
+            assert next_status(status, E.PROVIDER_COMPLETED) == S.FINALIZING
+        else:
+            with pytest.raises(InvalidTransition):
+                next_status(status, E.PROVIDER_COMPLETED)

@@ -146,3 +146,21 @@ def test_every_queue_a_job_can_end_in_is_alarmed() -> None:
     }
     last_stops = {"DispatchDeadLetterQueue", "FinalizeDeadLetterQueue", "NotifyFailureQueue", "IngestDeadLetterQueue"}
     assert last_stops <= alarmed
+
+
+def _statements(function: str) -> list[dict[str, Any]]:
+    statements: list[dict[str, Any]] = []
+    for policy in RESOURCES[function]["Properties"].get("Policies", []):
+        for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+            statements.append(statement)
+    return statements
+
+
+def test_the_reconciler_may_send_to_both_job_queues() -> None:
+    """It resends the message of a silent ACCEPTED job (dispatch) and of a silent FINALIZING job (finalize)."""
+    queues: set[str] = set()
+    for statement in _statements("ReconcileFunction"):
+        if "sqs:SendMessage" in statement.get("Action", []):
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            queues |= {resource["Fn::GetAtt"][0] for resource in resources}
+    assert queues == {"DispatchQueue", "FinalizeQueue"}

@@ -1,4 +1,4 @@
-"""The job queues (dispatch, finalize): one `{"job_id"}` message per step to take, and backoff for retries."""
+"""The job queues (dispatch, finalize): one message per step to take (domain/messages.py), and backoff for retries."""
 
 from typing import TYPE_CHECKING, Any
 
@@ -14,8 +14,8 @@ class SqsJobQueue:
         self._client = client
         self._queue_url = queue_url
 
-    def send(self, job_id: str) -> None:
-        self._client.send_message(QueueUrl=self._queue_url, MessageBody=JobMessage(job_id=job_id).model_dump_json())
+    def send(self, message: JobMessage) -> None:
+        self._client.send_message(QueueUrl=self._queue_url, MessageBody=message.model_dump_json(exclude_none=True))
 
 
 class SqsRedelivery:

@@ -1,14 +1,16 @@
 """The Jobs and Idempotency tables (DynamoDB): one item per job; every status change one conditional update."""
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from avatarjobs.domain.errors import TransitionConflict
 from avatarjobs.domain.job import Job, JobStatus, utc_now
-from avatarjobs.domain.ports import IdempotencyKeyTaken, IdempotencyRecord
+from avatarjobs.domain.ports import IdempotencyKeyTaken, IdempotencyRecord, StoredVersion
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -17,6 +19,9 @@ if TYPE_CHECKING:
 BY_OWNER_INDEX = "by_owner"
 BY_OWNER_STATUS_INDEX = "by_owner_status"
 BY_STATUS_INDEX = "by_status"
+# The by_owner_status key a job gets when its provider's result is recorded, stored with the job when it is
+# created: the webhook's one conditional write (enter_finalizing) copies it without reading the owner first.
+FINALIZING_OWNER_STATUS = "finalizing_owner_status"
 
 # Kept as JSON text: they are never queried into, and DynamoDB's number type would turn floats into Decimals.
 _JSON_TEXT_FIELDS = ("request", "metadata")
@@ -43,16 +48,75 @@ def job_to_item(job: Job) -> dict[str, "AttributeValueTypeDef"]:
         if name in values:
             values[name] = json.dumps(values[name], separators=(",", ":"))
     values["owner_status"] = owner_status(job.owner, job.status)
+    values[FINALIZING_OWNER_STATUS] = owner_status(job.owner, JobStatus.FINALIZING)
     return _serialize(values)
 
 
 def job_from_item(item: dict[str, Any]) -> Job:
     values = _deserialize(item)
     values.pop("owner_status", None)
+    values.pop(FINALIZING_OWNER_STATUS, None)
     for name in _JSON_TEXT_FIELDS:
         if name in values:
             values[name] = json.loads(values[name])
     return Job.model_validate(values)
+
+
+def _name(names: dict[str, str], field: str) -> str:
+    """The placeholder of an attribute name in an expression (one per name)."""
+    for placeholder, known in names.items():
+        if known == field:
+            return placeholder
+    placeholder = f"#n{len(names)}"
+    names[placeholder] = field
+    return placeholder
+
+
+def _value(values: dict[str, Any], value: Any) -> str:
+    placeholder = f":v{len(values)}"
+    values[placeholder] = value
+    return placeholder
+
+
+@dataclass(frozen=True)
+class _AttributePath:
+    """An update's operand that is another attribute of the item, not a value."""
+
+    name: str
+
+
+class _Condition:
+    """A condition expression built from parts, joined with AND; its placeholders are shared with the update."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+        self._parts: list[str] = []
+
+    @classmethod
+    def version_of(cls, job: StoredVersion) -> "_Condition":
+        """The stored job still has this status and version: nothing changed it since it was read."""
+        condition = cls()
+        condition.equal("status", job.status.value)
+        condition.equal("version", job.version)
+        return condition
+
+    def equal(self, field: str, value: Any) -> None:
+        self._parts.append(f"{_name(self.names, field)} = {_value(self.values, value)}")
+
+    def one_of(self, field: str, choices: list[Any]) -> None:
+        options = ", ".join(_value(self.values, choice) for choice in choices)
+        self._parts.append(f"{_name(self.names, field)} IN ({options})")
+
+    def absent(self, field: str) -> None:
+        self._parts.append(f"attribute_not_exists({_name(self.names, field)})")
+
+    def present(self, field: str) -> None:
+        self._parts.append(f"attribute_exists({_name(self.names, field)})")
+
+    def expression(self) -> str:
+        # Every condition names the status, so a job that does not exist fails it: an update never creates one.
+        return " AND ".join(self._parts)
 
 
 def _is_condition_failure(error: ClientError) -> bool:
@@ -118,65 +182,105 @@ class DynamoJobsRepository:
             return None
         return IdempotencyRecord(owner, key, values["job_id"], values["fingerprint"], int(values["expiration"]))
 
-    def update_status(self, job: Job, new_status: JobStatus, *, now: str, changes: dict[str, Any] | None = None) -> Job:
-        status_changes = {
-            "status": new_status.value,
-            "status_since": now,
-            "owner_status": owner_status(job.owner, new_status),
-            **(changes or {}),
-        }
-        return self._conditional_update(job, now, status_changes, (), entered=new_status)
-
-    def update_fields(self, job: Job, *, now: str, changes: dict[str, Any], remove: tuple[str, ...] = ()) -> Job:
-        return self._conditional_update(job, now, changes, remove, entered=None)
-
-    def _conditional_update(
-        self, job: Job, now: str, changes: dict[str, Any], remove: tuple[str, ...], entered: JobStatus | None
+    def update_status(
+        self, job: StoredVersion, new_status: JobStatus, *, now: str, changes: dict[str, Any] | None = None
     ) -> Job:
-        """One UpdateItem, only if the stored job still has `job`'s status and version; the version goes up by one."""
-        names = {"#status": "status", "#version": "version"}
-        values: dict[str, Any] = {":expected": job.status.value, ":version": job.version, ":now": now, ":one": 1}
-        assignments = ["#version = #version + :one", "updated_at = :now"]
+        return self._update(
+            job.job_id,
+            _Condition.version_of(job),
+            now=now,
+            changes=changes or {},
+            entered=(new_status, owner_status(job.owner, new_status)),
+        )
+
+    def update_fields(
+        self, job: StoredVersion, *, now: str, changes: dict[str, Any], remove: tuple[str, ...] = ()
+    ) -> Job:
+        return self._update(job.job_id, _Condition.version_of(job), now=now, changes=changes, remove=remove)
+
+    def claim_for_dispatch(self, job_id: str, *, now: str, lease_until: str) -> Job:
+        condition = _Condition()
+        condition.equal("status", JobStatus.ACCEPTED.value)
+        condition.absent("dispatch_lease_until")
+        return self._update(
+            job_id, condition, now=now, changes={"dispatch_lease_until": lease_until}, increment=("attempts",)
+        )
+
+    def enter_finalizing(
+        self,
+        job_id: str,
+        *,
+        from_statuses: Collection[JobStatus],
+        expected: Mapping[str, str],
+        now: str,
+        changes: dict[str, Any],
+    ) -> Job:
+        # The owner is not known without a read, so the by_owner_status key the job gets is copied from the one
+        # stored for this step when the job was created (items from before it was stored fail the condition).
+        condition = _Condition()
+        condition.one_of("status", [status.value for status in from_statuses])
+        for field, value in expected.items():
+            condition.equal(field, value)
+        condition.present(FINALIZING_OWNER_STATUS)
+        return self._update(
+            job_id,
+            condition,
+            now=now,
+            changes=changes,
+            entered=(JobStatus.FINALIZING, _AttributePath(FINALIZING_OWNER_STATUS)),
+        )
+
+    def _update(
+        self,
+        job_id: str,
+        condition: "_Condition",
+        *,
+        now: str,
+        changes: dict[str, Any],
+        remove: tuple[str, ...] = (),
+        entered: "tuple[JobStatus, str | _AttributePath] | None" = None,
+        increment: tuple[str, ...] = (),
+    ) -> Job:
+        """One UpdateItem under `condition`; the version goes up by one. Returns the job as stored after it.
+
+        When the condition does not hold, TransitionConflict carries the job as it was (ALL_OLD), or None when
+        there is no such job: callers decide what to do next without reading it again.
+        """
+        names, values = condition.names, condition.values
+        assignments = [
+            f"{_name(names, 'version')} = {_name(names, 'version')} + {_value(values, 1)}",
+            f"{_name(names, 'updated_at')} = {_value(values, now)}",
+        ]
         if entered is not None:
-            names.update({"#timeline": "timeline", "#entered": str(entered)})
-            assignments.append("#timeline.#entered = :now")
-        for index, (field, value) in enumerate(changes.items()):
-            names[f"#c{index}"] = field
-            values[f":c{index}"] = value
-            assignments.append(f"#c{index} = :c{index}")
+            status, key = entered
+            changes = {"status": status.value, "status_since": now, **changes}
+            key_operand = _name(names, key.name) if isinstance(key, _AttributePath) else _value(values, key)
+            assignments.append(f"{_name(names, 'owner_status')} = {key_operand}")
+            assignments.append(f"{_name(names, 'timeline')}.{_name(names, status.value)} = {_value(values, now)}")
+        for field in increment:
+            counter = _name(names, field)
+            assignments.append(f"{counter} = if_not_exists({counter}, {_value(values, 0)}) + {_value(values, 1)}")
+        assignments += [f"{_name(names, field)} = {_value(values, value)}" for field, value in changes.items()]
         expression = "SET " + ", ".join(assignments)
         if remove:
-            names.update({f"#r{index}": field for index, field in enumerate(remove)})
-            expression += " REMOVE " + ", ".join(f"#r{index}" for index in range(len(remove)))
+            expression += " REMOVE " + ", ".join(_name(names, field) for field in remove)
         try:
             response = self._client.update_item(
                 TableName=self._jobs_table,
-                Key={"job_id": {"S": job.job_id}},
+                Key={"job_id": {"S": job_id}},
                 UpdateExpression=expression,
-                ConditionExpression="#status = :expected AND #version = :version",
+                ConditionExpression=condition.expression(),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=_serialize(values),
                 ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
             if _is_condition_failure(error):
-                raise TransitionConflict(job.job_id) from None
+                old = cast("dict[str, Any] | None", error.response.get("Item"))  # ALL_OLD; absent: no such job
+                raise TransitionConflict(job_id, current=job_from_item(old) if old else None) from None
             raise
         return job_from_item(response["Attributes"])
-
-    def mark_enqueued(self, job_id: str, *, now: str, field: str = "enqueued_at") -> None:
-        try:
-            self._client.update_item(
-                TableName=self._jobs_table,
-                Key={"job_id": {"S": job_id}},
-                UpdateExpression="SET #field = :now",
-                ConditionExpression="attribute_exists(job_id)",
-                ExpressionAttributeNames={"#field": field},
-                ExpressionAttributeValues={":now": {"S": now}},
-            )
-        except ClientError as error:
-            if not _is_condition_failure(error):
-                raise
 
     def list_in_status(self, status: JobStatus, *, changed_before: str) -> list[Job]:
         query: dict[str, Any] = {

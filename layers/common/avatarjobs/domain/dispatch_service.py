@@ -1,7 +1,8 @@
 """Hands accepted jobs to their provider, at most once each, whatever SQS delivers twice or workers race.
 
-One attempt: read the job; claim it with a lease (one conditional write, so of two workers one wins);
-stage its inputs; submit; record the provider's request id with the ACCEPTED -> SUBMITTED transition.
+One attempt: claim the job with a lease (one conditional write without a read: ACCEPTED and no lease, so of
+two workers one wins; a refused claim returns the job as it was, which says why); stage its inputs; submit;
+record the provider's request id with the ACCEPTED -> SUBMITTED transition.
 - A retryable failure that certainly did not reach the provider (429, 5xx, no connection) releases
   the lease and asks for a later try with backoff.
 - An answer that was lost (a timeout after sending, or a worker that died holding the lease) may mean
@@ -11,7 +12,7 @@ stage its inputs; submit; record the provider's request id with the ACCEPTED -> 
 """
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from avatarjobs.domain.errors import TransitionConflict
 from avatarjobs.domain.input_staging import InputStager, InputUnavailable
@@ -38,32 +39,28 @@ class Dispatcher:
         self._public_base_url = public_base_url
 
     def dispatch(self, job_id: str, *, seconds_left: float) -> None:
-        job = self._jobs.get(job_id)
+        if seconds_left < SUBMIT_BUDGET_SECONDS:
+            raise RetryLater("not enough time left in this invocation for a submit")
+        now = utc_now()
+        lease_until = now + timedelta(seconds=seconds_left + LEASE_MARGIN_SECONDS)
+        try:
+            claimed = self._jobs.claim_for_dispatch(job_id, now=isoformat(now), lease_until=isoformat(lease_until))
+        except TransitionConflict as refused:
+            self._not_claimed(job_id, refused.current, now)
+            return
+        self._submit(claimed)
+
+    def _not_claimed(self, job_id: str, job: Job | None, now: datetime) -> None:
+        """The claim was refused; the job as the claim found it says why."""
         if job is None:
             logger.warning("dispatch message for an unknown job", extra={"job_id": job_id})
             return
         if job.status != JobStatus.ACCEPTED:
             logger.info("job already dispatched or ended", extra={"job_id": job_id, "status": job.status})
             return
-        now = utc_now()
-        if job.dispatch_lease_until is not None:
-            if job.dispatch_lease_until > isoformat(now):
-                raise RetryLater("another dispatcher holds this job")
-            self._settle_lost_attempt(job, "a dispatcher stopped during its submit; the provider may have it")
-            return
-        if seconds_left < SUBMIT_BUDGET_SECONDS:
-            raise RetryLater("not enough time left in this invocation for a submit")
-        lease_until = now + timedelta(seconds=seconds_left + LEASE_MARGIN_SECONDS)
-        try:
-            claimed = self._jobs.update_fields(
-                job,
-                now=isoformat(now),
-                changes={"dispatch_lease_until": isoformat(lease_until), "attempts": job.attempts + 1},
-            )
-        except TransitionConflict:
-            logger.info("another dispatcher claimed the job", extra={"job_id": job_id})
-            return
-        self._submit(claimed)
+        if job.dispatch_lease_until is None or job.dispatch_lease_until > isoformat(now):
+            raise RetryLater("another dispatcher holds this job")
+        self._settle_lost_attempt(job, "a dispatcher stopped during its submit; the provider may have it")
 
     def _submit(self, job: Job) -> None:
         token, token_hash = new_webhook_token() if job.provider == "mirako" else (None, None)

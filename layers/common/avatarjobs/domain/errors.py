@@ -1,6 +1,10 @@
 """Domain errors. They say what went wrong in the domain's words; the HTTP layer maps them to problems."""
 
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from avatarjobs.domain.job import Job
 
 
 class DomainError(Exception):
@@ -23,11 +27,14 @@ class InvalidTransition(DomainError):
 
 
 class TransitionConflict(DomainError):
-    """The job changed since it was read: another writer won the conditional update."""
+    """The job changed since it was read (another writer won the conditional update), or it is not in a state
+    the update applies to. `current` is the job as the refused update found it, None when there is no such job.
+    """
 
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, job_id: str, current: "Job | None" = None) -> None:
         super().__init__(f"job {job_id} was changed by another request")
         self.job_id = job_id
+        self.current = current
 
 
 class JobNotCancelable(DomainError):

@@ -80,7 +80,8 @@ class Job(BaseModel):
     expires_at: int = Field(description="Epoch seconds after which DynamoDB's TTL may delete the record.")
     error: JobError | None = None
     output: JobOutput | None = None
-    enqueued_at: str | None = None
+    # When queueing the job for dispatch failed (the API answered 503): a retry with the same key queues it.
+    enqueue_failed_at: str | None = None
     # Dispatch bookkeeping: the lease a dispatcher holds while it submits, the last retryable failure,
     # whether the provider's acceptance is unconfirmed (a submit whose answer was lost), and the hash of
     # the per-job webhook token (Mirako); the token itself is never stored.
@@ -89,7 +90,8 @@ class Job(BaseModel):
     submission_unconfirmed: bool = False
     webhook_token_sha256: str | None = None
     provider_result: ProviderResult | None = None
-    finalize_enqueued_at: str | None = None
+    # When the reconciler last sent the job's message again (its own was lost, or is taking too long).
+    requeued_at: str | None = None
 
     @classmethod
     def new(

@@ -24,6 +24,7 @@ from avatarjobs.domain.errors import (
 from avatarjobs.domain.ids import is_job_id, new_job_id
 from avatarjobs.domain.job import Job, JobError, JobStatus, isoformat, utc_now
 from avatarjobs.domain.media import media_field_names, parse_data_uri, parse_s3_uri
+from avatarjobs.domain.messages import JobMessage
 from avatarjobs.domain.ports import (
     IdempotencyKeyTaken,
     IdempotencyRecord,
@@ -125,22 +126,29 @@ class JobsService:
         job = self._jobs.get(record.job_id)
         if job is None:  # the job record's TTL outlived the idempotency window: treat the key as fresh
             return None
-        if job.status == JobStatus.ACCEPTED and job.enqueued_at is None:
-            # The first request stored the job but could not queue it; this retry finishes its work.
+        if job.status == JobStatus.ACCEPTED and job.enqueue_failed_at is not None:
+            # The first request stored the job but could not queue it (it answered 503); this retry does.
             self._enqueue(job)
+            self._quietly(job, "could not clear the failed enqueue", remove=("enqueue_failed_at",))
         return CreatedJob(job=job, replayed=True)
 
     def _enqueue(self, job: Job) -> None:
+        """Queues the job for dispatch. Nothing is written when that works (a write per job for a rare failure):
+        a failure is noted instead, for a retry with the key to find; the reconciler queues again any ACCEPTED
+        job left untouched for long, whatever happened here (the function may stop before either)."""
         try:
-            self._queue.send(job.job_id)
+            self._queue.send(JobMessage(job_id=job.job_id))
         except Exception as error:
             logger.exception("could not queue job", extra={"job_id": job.job_id})
             if job.idempotency_key is None:
                 # Without a key the caller cannot retry this job, so it must not stay ACCEPTED and forgotten.
                 self._fail_quietly(job, JobError(code="ENQUEUE_FAILED", message="the job could not be queued",
                                                  retryable=True))  # fmt: skip
+            else:
+                self._quietly(
+                    job, "could not note the failed enqueue", changes={"enqueue_failed_at": isoformat(utc_now())}
+                )
             raise ServiceUnavailable("the job could not be queued; retry with the same Idempotency-Key") from error
-        self._jobs.mark_enqueued(job.job_id, now=isoformat(utc_now()))
 
     def _fail_quietly(self, job: Job, error: JobError) -> None:
         try:
@@ -148,6 +156,15 @@ class JobsService:
                                      changes={"error": error.model_dump()})  # fmt: skip
         except Exception:
             logger.exception("could not mark unqueued job as failed", extra={"job_id": job.job_id})
+
+    def _quietly(
+        self, job: Job, failure: str, *, changes: dict[str, object] | None = None, remove: tuple[str, ...] = ()
+    ) -> None:
+        """A bookkeeping write whose failure only costs a later resend (the reconciler's, or a needless one)."""
+        try:
+            self._jobs.update_fields(job, now=isoformat(utc_now()), changes=changes or {}, remove=remove)
+        except Exception:
+            logger.exception(failure, extra={"job_id": job.job_id})
 
     def _check_s3_inputs_are_owned(self, prefix: str, request: JobRequestModel) -> None:
         for name in media_field_names(type(request)):

@@ -1,9 +1,11 @@
 """What the domain needs from the outside world. The AWS adapters implement these; tests may swap them."""
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from avatarjobs.domain.job import Job, JobStatus
+from avatarjobs.domain.messages import JobMessage
 
 
 @dataclass(frozen=True)
@@ -13,6 +15,31 @@ class IdempotencyRecord:
     job_id: str
     fingerprint: str
     expiration: int
+
+
+class StoredVersion(Protocol):
+    """What a conditional update needs of a job: which one, its owner (for the owner's status index), and the
+    status and version it expects to find. A Job read from the table is one; so is what a message carries."""
+
+    @property
+    def job_id(self) -> str: ...
+
+    @property
+    def owner(self) -> str: ...
+
+    @property
+    def status(self) -> JobStatus: ...
+
+    @property
+    def version(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class KnownVersion:
+    job_id: str
+    owner: str
+    status: JobStatus
+    version: int
 
 
 class IdempotencyKeyTaken(Exception):
@@ -27,17 +54,36 @@ class JobsRepository(Protocol):
 
     def get_idempotency_record(self, owner: str, key: str) -> IdempotencyRecord | None: ...
 
-    def update_status(self, job: Job, new_status: JobStatus, *, now: str, changes: dict[str, Any] | None = None) -> Job:
+    def update_status(
+        self, job: StoredVersion, new_status: JobStatus, *, now: str, changes: dict[str, Any] | None = None
+    ) -> Job:
         """One conditional update: only if the stored job still has `job`'s status and version.
 
-        Raises TransitionConflict when it does not. Returns the job as stored after the update.
+        Raises TransitionConflict when it does not, with the job as it was (`current`, None if there is none).
+        Returns the job as stored after the update.
         """
 
-    def update_fields(self, job: Job, *, now: str, changes: dict[str, Any], remove: tuple[str, ...] = ()) -> Job:
+    def update_fields(
+        self, job: StoredVersion, *, now: str, changes: dict[str, Any], remove: tuple[str, ...] = ()
+    ) -> Job:
         """Change fields but not the status, under the same condition as update_status (TransitionConflict)."""
 
-    def mark_enqueued(self, job_id: str, *, now: str, field: str = "enqueued_at") -> None:
-        """Note that a job's message was queued (`enqueued_at` for dispatch, `finalize_enqueued_at`)."""
+    def claim_for_dispatch(self, job_id: str, *, now: str, lease_until: str) -> Job:
+        """One conditional update without a read: an ACCEPTED job that no dispatcher holds gets the lease and
+        one more attempt. TransitionConflict otherwise, with the job as it was (None when there is none)."""
+
+    def enter_finalizing(
+        self,
+        job_id: str,
+        *,
+        from_statuses: Collection[JobStatus],
+        expected: Mapping[str, str],
+        now: str,
+        changes: dict[str, Any],
+    ) -> Job:
+        """One conditional update without a read: the job moves to FINALIZING if its status is one of
+        `from_statuses` and each field of `expected` has the given value. TransitionConflict otherwise, with the
+        job as it was (None when there is none)."""
 
     def list_in_status(self, status: JobStatus, *, changed_before: str) -> list[Job]:
         """Jobs in `status` since before `changed_before` (the by_status index), oldest first."""
@@ -49,7 +95,7 @@ class JobsRepository(Protocol):
 
 
 class JobQueue(Protocol):
-    def send(self, job_id: str) -> None: ...
+    def send(self, message: JobMessage) -> None: ...
 
 
 class MediaStore(Protocol):

@@ -2,18 +2,18 @@
 
 Each step is one conditional transition. A duplicate (fal retries webhooks up to ten times; the reconciler
 may poll the same job) finds the job already moved and changes nothing. The finalize message is sent by
-the caller whose transition won, and marked; a later duplicate sends it only if that mark is missing (the
-winner failed between its transition and its send), so one job gets one finalize message.
+the caller whose transition won, so one job gets one finalize message; if that caller dies between its
+transition and its send, the reconciler sends it once the job has been FINALIZING for a while.
 """
 
-from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
 from avatarjobs.domain.errors import InvalidTransition, TransitionConflict
 from avatarjobs.domain.job import Job, JobError, JobStatus, ProviderResult, isoformat, utc_now
+from avatarjobs.domain.messages import FinalizeMessage
 from avatarjobs.domain.ports import JobQueue, JobsRepository
-from avatarjobs.domain.state_machine import JobEvent, next_status
+from avatarjobs.domain.state_machine import TRANSITIONS, JobEvent, next_status
 from avatarjobs.observability import logger
 from avatarjobs.providers.base import (
     Provider,
@@ -24,7 +24,8 @@ from avatarjobs.providers.base import (
     Submission,
 )
 
-FINALIZE_SEND_GRACE_SECONDS = 60
+# The statuses a provider's completion moves on (to FINALIZING): the state machine's table says which.
+COMPLETABLE = tuple(status for (status, event) in TRANSITIONS if event == JobEvent.PROVIDER_COMPLETED)
 
 
 class Progress(StrEnum):
@@ -81,25 +82,40 @@ class ProviderProgress:
     def completed(self, job: Job, result: ProviderResult) -> Progress:
         changes = {"provider_result": result.model_dump(exclude_none=True)}
         progress, current = self._apply(job, JobEvent.PROVIDER_COMPLETED, changes)
-        if progress == Progress.RECORDED or self._finalize_message_lost(current):
-            self._queue_finalize(current)
+        if progress == Progress.RECORDED:
+            self.queue_finalize(current)
         return progress
 
-    def ensure_finalize_queued(self, job: Job) -> None:
-        """For the reconciler: a FINALIZING job whose message was lost gets one."""
-        if self._finalize_message_lost(job):
-            self._queue_finalize(job)
+    def completed_unread(self, job_id: str, *, provider: str, request_id: str, result: ProviderResult) -> Progress:
+        """The completion of a job that was not read first (fal's signed webhook names the job and the request).
 
-    def _queue_finalize(self, job: Job) -> None:
-        self._finalize_queue.send(job.job_id)
-        self._jobs.mark_enqueued(job.job_id, now=isoformat(utc_now()), field="finalize_enqueued_at")
+        One conditional write: the job must be this provider's, for this request, and in a status a completion
+        moves on. Raises TransitionConflict when it is not; its `current` (the job as it was, None when there is
+        no such job) lets the caller decide as if it had read the job.
+        """
+        moved = self._jobs.enter_finalizing(
+            job_id,
+            from_statuses=COMPLETABLE,
+            expected={"provider": provider, "provider_request_id": request_id},
+            now=isoformat(utc_now()),
+            changes={"provider_result": result.model_dump(exclude_none=True)},
+        )
+        logger.info("job moved", extra={"job_id": job_id, "event": JobEvent.PROVIDER_COMPLETED, "status": moved.status})
+        self.queue_finalize(moved)
+        return Progress.RECORDED
 
-    @staticmethod
-    def _finalize_message_lost(job: Job) -> bool:
-        # The grace keeps a duplicate that arrives while the winner is between its transition and its send
-        # from sending a second message; past it, the winner has died there.
-        grace_over = isoformat(utc_now() - timedelta(seconds=FINALIZE_SEND_GRACE_SECONDS)) > job.status_since
-        return job.status == JobStatus.FINALIZING and job.finalize_enqueued_at is None and grace_over
+    def queue_finalize(self, job: Job) -> None:
+        """Sends the finalize message of a FINALIZING job, with what finalize needs to start without a read."""
+        result = job.provider_result
+        self._finalize_queue.send(
+            FinalizeMessage(
+                job_id=job.job_id,
+                owner=job.owner,
+                provider=job.provider,
+                version=job.version,
+                video_url=result.video_url if result is not None else None,
+            )
+        )
 
     def failed(self, job: Job, error: JobError) -> Progress:
         if job.status == JobStatus.CANCEL_REQUESTED:
@@ -130,11 +146,10 @@ class ProviderProgress:
                 return Progress.DUPLICATE, job
             try:
                 moved = self._jobs.update_status(job, target, now=isoformat(utc_now()), changes=changes)
-            except TransitionConflict:
-                current = self._jobs.get(job.job_id)
-                if current is None:
+            except TransitionConflict as conflict:
+                if conflict.current is None:
                     return Progress.DUPLICATE, job
-                job = current
+                job = conflict.current  # as the refused update found it: no read needed
                 continue
             logger.info("job moved", extra={"job_id": job.job_id, "event": event, "status": target})
             return Progress.RECORDED, moved

@@ -8,14 +8,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from avatarjobs.domain.errors import TransitionConflict
 from avatarjobs.domain.job import Job, JobStatus, isoformat
+from avatarjobs.domain.messages import JobMessage
 from avatarjobs.domain.ports import JobQueue, JobsRepository
 from avatarjobs.domain.provider_progress import ProviderProgress, submission_of
+from avatarjobs.domain.retries import MAX_BACKOFF_SECONDS
 from avatarjobs.observability import logger
 from avatarjobs.providers.base import Provider, ProviderError
 
-# A job accepted this long ago that was never queued (the API could not reach SQS) is queued now.
-UNQUEUED_GRACE_SECONDS = 120
+# Nobody marks a message as sent (that would be a write per job): a job whose message may never have been sent
+# is found by silence, nothing written to it for longer than its message can take. It is then sent again (a
+# duplicate is harmless: dispatch claims only an ACCEPTED job nobody holds, finalize closes only a FINALIZING
+# one), noting `requeued_at` with a conditional write first, so the next resend waits as long again and of two
+# overlapping runs one sends. See docs/decisions.md.
+# ACCEPTED, never taken by a dispatcher: longer than a message waits in a busy dispatch queue.
+REQUEUE_ACCEPTED_AFTER_SECONDS = 300
+# FINALIZING: longer than a copy can run (finalize's timeout is at most 900 s), so none is still under way.
+REQUEUE_FINALIZING_AFTER_SECONDS = 960
 _FOLLOWED = (JobStatus.SUBMITTED, JobStatus.RUNNING, JobStatus.CANCEL_REQUESTED)
 # FINALIZING is left to finalize and its dead-letter queue: the video is paid for and being copied.
 _EXPIRABLE = (JobStatus.ACCEPTED, *_FOLLOWED)
@@ -58,13 +68,11 @@ class Reconciler:
         if job.status in _EXPIRABLE and job.deadline_at <= isoformat(now):
             if self._guarded(report, job, self._expire):
                 report.timed_out += 1
-        elif job.status == JobStatus.ACCEPTED:
-            self._guarded(report, job, lambda job: self._requeue_dispatch(job, now, report))
+        elif job.status in (JobStatus.ACCEPTED, JobStatus.FINALIZING):
+            self._guarded(report, job, lambda job: self._requeue_if_silent(job, now, report))
         elif job.status in _FOLLOWED and job.status_since < isoformat(now - self._overdue):
             report.polled += 1
             self._guarded(report, job, self._follow)
-        elif job.status == JobStatus.FINALIZING:
-            self._guarded(report, job, self._progress.ensure_finalize_queued)
 
     @staticmethod
     def _guarded(report: ReconcileReport, job: Job, action: Callable[[Job], object]) -> bool:
@@ -84,15 +92,39 @@ class Reconciler:
             except ProviderError:
                 logger.warning("provider cancel of an expired job failed", extra={"job_id": job.job_id})
 
-    def _requeue_dispatch(self, job: Job, now: datetime, report: ReconcileReport) -> None:
-        waited_enough = isoformat(now - timedelta(seconds=UNQUEUED_GRACE_SECONDS)) > job.created_at
-        if job.enqueued_at is None and job.dispatch_lease_until is None and waited_enough:
-            self._dispatch_queue.send(job.job_id)
-            self._jobs.mark_enqueued(job.job_id, now=isoformat(now))
-            report.requeued += 1
+    def _requeue_if_silent(self, job: Job, now: datetime, report: ReconcileReport) -> None:
+        """Sends an ACCEPTED or FINALIZING job's message again when nothing has been written to it for too long."""
+        lease = job.dispatch_lease_until
+        if job.status == JobStatus.ACCEPTED and lease is not None and lease > isoformat(now):
+            return  # a dispatcher is submitting it
+        if job.updated_at > isoformat(now - _silence_allowed(job)):
+            return
+        try:
+            # A failed enqueue the API noted is made good by this send: a retry of the request need not send again.
+            forget = ("enqueue_failed_at",) if job.enqueue_failed_at is not None else ()
+            noted = self._jobs.update_fields(
+                job, now=isoformat(now), changes={"requeued_at": isoformat(now)}, remove=forget
+            )
+        except TransitionConflict:
+            return  # it changed since it was listed, or another run requeued it: the next run looks again
+        if noted.status == JobStatus.ACCEPTED:
+            self._dispatch_queue.send(JobMessage(job_id=noted.job_id))
+        else:
+            self._progress.queue_finalize(noted)
+        logger.info("job message sent again", extra={"job_id": job.job_id, "status": job.status})
+        report.requeued += 1
 
     def _follow(self, job: Job) -> None:
         if job.provider_request_id is None:
             return  # the submit's answer was lost: only the provider's webhook or the deadline can settle it
         provider = self._providers(job.provider)
         self._progress.follow_status(provider, job, provider.status(submission_of(job)))
+
+
+def _silence_allowed(job: Job) -> timedelta:
+    """How long a job in this state may go without a write while its message is still on its way."""
+    if job.status == JobStatus.FINALIZING:
+        return timedelta(seconds=REQUEUE_FINALIZING_AFTER_SECONDS)
+    # A job a dispatcher tried before may have its message waiting out a backoff (the lease was released).
+    backoff = MAX_BACKOFF_SECONDS if job.attempts else 0
+    return timedelta(seconds=REQUEUE_ACCEPTED_AFTER_SECONDS + backoff)

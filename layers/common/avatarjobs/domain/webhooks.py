@@ -1,8 +1,12 @@
 """Provider webhooks: authenticate, match to the job, record the completion once. Answer fast: no download here.
 
 fal signs its webhooks (ED25519 over the raw body) and retries them up to ten times; its body is trusted
-once the signature holds. Mirako sends our per-job Bearer token and an undocumented body, so the body is
-only a hint: the job's status is read from Mirako before anything is recorded.
+once the signature holds, before the job is touched, so a success is recorded with one conditional write
+that names the job, the provider and the request (no read first); when that write is refused, the job as it
+was tells a duplicate from a job we do not know or another request. Mirako sends our per-job Bearer token
+and an undocumented body: the job is read for the token's hash (the caller is authenticated before we call
+Mirako on its behalf), and the body is only a hint: the job's status is read from Mirako before anything
+is recorded.
 A webhook for a job we do not know, or naming another request than the job's, is acknowledged and
 logged: answering with an error would only make the provider retry for hours.
 """
@@ -10,6 +14,7 @@ logged: answering with an error would only make the provider retry for hours.
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 
+from avatarjobs.domain.errors import TransitionConflict
 from avatarjobs.domain.ids import is_job_id
 from avatarjobs.domain.job import Job, JobError, ProviderResult
 from avatarjobs.domain.ports import JobsRepository
@@ -24,6 +29,8 @@ from avatarjobs.providers.base import (
 )
 
 PROVIDERS = frozenset({"fal", "mirako"})
+# Providers whose webhook authenticates itself (a signature), without anything stored with the job.
+SIGNED = frozenset({"fal"})
 
 
 class WebhookOutcome(StrEnum):
@@ -42,16 +49,41 @@ class WebhookReceiver:
         """Raises InvalidWebhook (not authentic: change nothing) and UnknownProvider."""
         if provider_name not in PROVIDERS:
             raise UnknownProvider(provider_name)
+        if provider_name in SIGNED:
+            return self._receive_signed(self._providers(provider_name), job_id, headers, raw_body)
         job = self._jobs.get(job_id) if is_job_id(job_id) else None
-        if job is None and provider_name == "mirako":
+        if job is None:
             # Without the job there is no token to check the call against, and nothing to record.
             logger.info("webhook for an unknown job", extra={"job_id": job_id, "provider": provider_name})
             return WebhookOutcome.IGNORED
         provider = self._providers(provider_name)
-        token_hash = job.webhook_token_sha256 if job is not None else None
-        notice = provider.verify_webhook(headers, raw_body, token_sha256=token_hash)
-        if job is None or job.provider != provider_name:
-            logger.info("webhook for an unknown job", extra={"job_id": job_id, "provider": provider_name})
+        notice = provider.verify_webhook(headers, raw_body, token_sha256=job.webhook_token_sha256)
+        return self._receive_for(provider, job_id, job, notice)
+
+    def _receive_signed(
+        self, provider: Provider, job_id: str, headers: Mapping[str, str], raw_body: bytes
+    ) -> WebhookOutcome:
+        notice = provider.verify_webhook(headers, raw_body, token_sha256=None)
+        if not is_job_id(job_id):
+            job = None
+        elif notice.succeeded and notice.request_id is not None:
+            try:
+                progress = self._progress.completed_unread(
+                    job_id, provider=provider.name, request_id=notice.request_id, result=_result(notice)
+                )
+            except TransitionConflict as refused:
+                job = refused.current  # not a job this completes: what it was decides, as if it had been read
+            else:
+                return self._outcome(progress)
+        else:
+            # A failure: where it leads depends on the job's status (a canceled fal run ends as an error).
+            job = self._jobs.get(job_id)
+        return self._receive_for(provider, job_id, job, notice)
+
+    def _receive_for(self, provider: Provider, job_id: str, job: Job | None, notice: WebhookNotice) -> WebhookOutcome:
+        """An authenticated webhook and the job it names as stored: match them, then record once."""
+        if job is None or job.provider != provider.name:
+            logger.info("webhook for an unknown job", extra={"job_id": job_id, "provider": provider.name})
             return WebhookOutcome.IGNORED
         if not self._names_this_job(job, notice):
             logger.warning(
@@ -62,7 +94,10 @@ class WebhookReceiver:
         if job.provider_request_id is None and notice.request_id is not None:
             # The submit's answer was lost (or is still being written): the provider's word settles it.
             job = self._progress.adopt_submission(job, notice.request_id)
-        progress = self._record(provider, job, notice)
+        return self._outcome(self._record(provider, job, notice))
+
+    @staticmethod
+    def _outcome(progress: Progress | None) -> WebhookOutcome:
         if progress is None:
             return WebhookOutcome.IGNORED
         return WebhookOutcome.RECORDED if progress == Progress.RECORDED else WebhookOutcome.DUPLICATE
@@ -77,15 +112,17 @@ class WebhookReceiver:
         if not notice.trusted:
             return self._record_confirmed_status(provider, job)
         if notice.succeeded:
-            result = ProviderResult(video_url=notice.video_url, content_type=notice.content_type,
-                                    file_size=notice.file_size)  # fmt: skip
-            return self._progress.completed(job, result)
+            return self._progress.completed(job, _result(notice))
         error = JobError(code=ProviderErrorCode.GENERATION_FAILED, message=notice.error or "the provider failed")
         return self._progress.failed(job, error)
 
     def _record_confirmed_status(self, provider: Provider, job: Job) -> Progress | None:
         """Only a hint came: what the provider's status says is what we record."""
         return self._progress.follow_status(provider, job, provider.status(submission_of(job)))
+
+
+def _result(notice: WebhookNotice) -> ProviderResult:
+    return ProviderResult(video_url=notice.video_url, content_type=notice.content_type, file_size=notice.file_size)
 
 
 __all__ = ["InvalidWebhook", "UnknownProvider", "WebhookOutcome", "WebhookReceiver"]
