@@ -368,6 +368,13 @@ class ApiGateway:
             # http.server calls do_<METHOD>; every method goes through the routes (unknown ones get the 403).
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve  # noqa: N815
 
+            def __getattr__(self, name: str) -> Any:
+                # Any other method (TRACE, QUERY, ...) too, where http.server would answer 501: API Gateway
+                # answers a method the API does not have with its 403, as it does an unknown path.
+                if name.startswith("do_"):
+                    return self._serve
+                raise AttributeError(name)
+
             def log_message(self, format: str, *args: object) -> None:  # the functions log each request
                 pass
 
