@@ -164,6 +164,12 @@ class IncomingRequest:
     source_ip: str
 
 
+class _GatewayServer(ThreadingHTTPServer):
+    # socketserver's default backlog is 5: a burst of clients (200 orders at once) would see connections reset,
+    # where API Gateway takes them all.
+    request_queue_size = 1024
+
+
 class ApiGateway:
     """A threaded loopback server in front of the functions (`invoke(logical_id, event)`)."""
 
@@ -174,7 +180,7 @@ class ApiGateway:
         self._api_key = api_key
         self._api_id = stack.refs[API_ID]
         self.stage = str(stack.resolve(stack.template["Resources"][API_ID]["Properties"].get("StageName", "v1")))
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _GatewayServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = False  # server_close() joins every request thread
         self.thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="api-gateway"
@@ -367,6 +373,13 @@ class ApiGateway:
 
             # http.server calls do_<METHOD>; every method goes through the routes (unknown ones get the 403).
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve  # noqa: N815
+
+            def __getattr__(self, name: str) -> Any:
+                # Any other method (TRACE, QUERY, ...) too, where http.server would answer 501: API Gateway
+                # answers a method the API does not have with its 403, as it does an unknown path.
+                if name.startswith("do_"):
+                    return self._serve
+                raise AttributeError(name)
 
             def log_message(self, format: str, *args: object) -> None:  # the functions log each request
                 pass

@@ -23,7 +23,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -115,6 +115,12 @@ def handler_class(function: Handler) -> type[BaseHTTPRequestHandler]:
     return InvokeHandler
 
 
+class _InvokeServer(HTTPServer):
+    # Callers queue on the socket (one invocation at a time): with socketserver's default backlog of 5, a burst
+    # of them (the gateway's threads during 200 orders at once) would have their connections reset.
+    request_queue_size = 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("code_uri")
@@ -123,7 +129,7 @@ def main() -> None:
     options = parser.parse_args()
     announcer = redirect_stdout_to_log()  # before the import: Powertools logs to stdout
     function = load_handler(options.code_uri, options.handler, options.layer)
-    server = HTTPServer(("127.0.0.1", 0), handler_class(function))
+    server = _InvokeServer(("127.0.0.1", 0), handler_class(function))
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="invoke")
     serving.start()
     try:
@@ -150,14 +156,24 @@ class FunctionError(Exception):
 
 @dataclass(frozen=True)
 class Worker:
-    """The parent's handle on a worker: synchronous invocations over loopback."""
+    """The parent's handle on a worker: synchronous invocations over loopback.
+
+    Invocations wait for the worker here, one at a time, before their clock starts: a function's timeout counts
+    from the start of its invocation, as in Lambda, not from when it queued behind others (which Lambda would
+    have run in other execution environments). A burst of API requests is then slow, never timed out.
+    """
 
     logical_id: str
     url: str
     timeout_seconds: int
+    _turn: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     def invoke(self, event: Any, request_id: str | None = None) -> Any:
         """The handler's result; FunctionError for a raised error, a timeout or an unreachable worker."""
+        with self._turn:
+            return self._invoke(event, request_id)
+
+    def _invoke(self, event: Any, request_id: str | None) -> Any:
         address = urlsplit(self.url)
         connection = http.client.HTTPConnection(
             address.hostname or "127.0.0.1", address.port, timeout=self.timeout_seconds + TRANSPORT_MARGIN_SECONDS

@@ -29,7 +29,7 @@ def _json(status: HTTPStatus, body: Any, headers: dict[str, str] | None = None) 
 @app.post(
     "/jobs",
     summary="Order a video",
-    responses={202: {"description": "Accepted: follow Location"}, **problem_responses(400, 409, 413, 422, 503)},
+    responses={202: {"description": "Accepted: follow Location"}, **problem_responses(400, 409, 413, 415, 422, 503)},
 )
 def create_job(
     request: Annotated[JobRequest, Body()],
@@ -87,7 +87,7 @@ def cancel_job(job_id: str) -> Response[JobView]:
 @app.post(
     "/uploads",
     summary="Presigned PUT URLs for your media",
-    responses={201: {"description": "Upload URLs"}, **problem_responses(400, 413, 422)},
+    responses={201: {"description": "Upload URLs"}, **problem_responses(400, 413, 415, 422)},
 )
 def create_uploads(request: Annotated[CreateUploadsRequest, Body()]) -> Response[UploadsView]:
     return _json(HTTPStatus.CREATED, jobs_service().create_uploads(caller(app), request))

@@ -84,7 +84,13 @@ def test_a_request_without_the_api_key_gets_api_gateways_403_problem(local: Loca
 
         assert response.status_code == 403
         assert response.headers["content-type"] == PROBLEM_JSON
-        assert response.json() == {"type": "about:blank", "title": "Forbidden", "status": 403, "detail": "Forbidden"}
+        assert response.json() == {
+            "type": "about:blank",
+            "title": "Forbidden",
+            "status": 403,
+            "code": "invalid_api_key",
+            "detail": "Forbidden",
+        }
 
 
 def test_an_unknown_route_is_a_missing_authentication_token(local: LocalStack, api: httpx.Client) -> None:

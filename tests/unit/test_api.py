@@ -316,6 +316,45 @@ def test_an_oversized_body_is_a_413(call: Call, stack: Stack) -> None:
     assert dispatch_messages(stack) == []
 
 
+# Found by schemathesis (tests/e2e/test_hostile_input.py): the resolver parses form and multipart bodies too, and
+# a multipart type without a boundary, or a body that is not UTF-8, was a 500.
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "multipart/form-data",
+        "multipart/form-data; boundary=x",
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "application/merge-patch+json",
+    ],
+)
+def test_a_body_that_is_not_json_is_a_415(call: Call, stack: Stack, content_type: str) -> None:
+    for path in ("/jobs", "/uploads"):
+        raw = json.dumps(job_body())
+        problem = assert_problem(*call("POST", path, raw_body=raw, headers={"Content-Type": content_type}), 415)
+        assert problem["code"] == "unsupported_media_type"
+    assert dispatch_messages(stack) == []
+
+
+def test_json_with_a_charset_is_json(call: Call) -> None:
+    raw = json.dumps(job_body())
+    assert call("POST", "/jobs", raw_body=raw, headers={"Content-Type": "application/json; charset=utf-8"})[0] == 202
+
+
+def test_a_body_that_is_not_utf_8_is_a_400(call: Call, stack: Stack) -> None:
+    event = api_event("POST", "/jobs", raw_body=base64.b64encode(b'\xff\xfe{"provider": "fal"}').decode())
+    event["isBase64Encoded"] = True
+    problem = assert_problem(*call("POST", "/jobs", event=event), 400)
+    assert problem["code"] == "malformed_json"
+    assert dispatch_messages(stack) == []
+
+
+def test_a_utf_8_body_in_base64_is_read(call: Call) -> None:
+    event = api_event("POST", "/jobs", raw_body=base64.b64encode(json.dumps(job_body()).encode()).decode())
+    event["isBase64Encoded"] = True
+    assert call("POST", "/jobs", event=event)[0] == 202
+
+
 @pytest.mark.parametrize("size", [limits.DATA_URI_MAX_BYTES + 1, limits.DATA_URI_MAX_BYTES + 4])
 def test_a_data_uri_over_its_limit_is_a_422(call: Call, size: int) -> None:
     data = base64.b64encode(b"0" * size).decode()

@@ -1,7 +1,7 @@
 """The OpenAPI document of the jobs API, rendered from the resolver (docs/openapi.json is this, checked by a test)."""
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
-from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server, ServerVariable
 
 API_VERSION = "1.0.0"
 
@@ -13,7 +13,16 @@ def render(app: APIGatewayRestResolver) -> str:
         summary="Talking-avatar videos from a face image and text or speech",
         description="Order a video (POST /jobs), follow it (GET /jobs/{job_id}), download it when it SUCCEEDED. "
         "Errors are application/problem+json (RFC 9457) and name the offending field.",
-        servers=[Server(url="https://{api_id}.execute-api.{region}.amazonaws.com/v1")],
+        servers=[
+            Server(
+                url="https://{api_id}.execute-api.{region}.amazonaws.com/v1",
+                # OpenAPI requires a default for every variable of a server URL.
+                variables={
+                    "api_id": ServerVariable(default="api-id", description="The REST API's id (stack output)"),
+                    "region": ServerVariable(default="us-east-1", description="The stack's AWS region"),
+                },
+            )
+        ],
         security_schemes={"apiKey": APIKey(name="x-api-key", in_=APIKeyIn.header)},
         security=[{"apiKey": []}],
     )

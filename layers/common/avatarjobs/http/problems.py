@@ -1,5 +1,7 @@
 """RFC 9457 problem details for every error the HTTP API returns: the field's path, never a stack trace."""
 
+import base64
+import binascii
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -162,37 +164,74 @@ def _body_size(event: dict[str, Any]) -> int:
     return len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
 
 
+def _declared_media_type(event: dict[str, Any]) -> str | None:
+    """The body's media type from the Content-Type header (any case), without parameters; None without one."""
+    for name, value in (event.get("headers") or {}).items():
+        if name.lower() == "content-type" and value is not None:
+            return str(value).split(";")[0].strip().lower()
+    return None
+
+
+def _refusal(status: HTTPStatus, code: str, detail: str) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": PROBLEM_JSON},
+        "body": problem_body(status, code, detail),
+        "isBase64Encoded": False,
+    }
+
+
 @lambda_handler_decorator
 def refuse_oversized_body(
     handler: Any, event: dict[str, Any], context: Any, max_bytes: int = limits.REQUEST_BODY_MAX_BYTES
 ) -> Any:
-    """413 before anything parses a body that is over the limit."""
+    """413 before anything parses a body that is over the limit; 415 for a body that says it is not JSON.
+
+    The resolver's validation would otherwise parse form and multipart bodies too (and fail with a 500 on a
+    multipart type without a boundary): these APIs take JSON only. A body without a Content-Type is read as JSON.
+    """
     if _body_size(event) > max_bytes:
         detail = f"the request body is over {max_bytes} bytes; upload media with POST /uploads"
-        return {
-            "statusCode": HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-            "headers": {"Content-Type": PROBLEM_JSON},
-            "body": problem_body(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "payload_too_large", detail),
-            "isBase64Encoded": False,
-        }
+        return _refusal(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "payload_too_large", detail)
+    media_type = _declared_media_type(event)
+    if event.get("body") and media_type is not None and media_type != "application/json":
+        return _refusal(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send application/json")
+    if not _is_utf8(event):  # JSON is UTF-8 (RFC 8259); the resolver would fail on other bytes with a 500
+        return _refusal(HTTPStatus.BAD_REQUEST, "malformed_json", "the request body is not valid JSON")
     return handler(event, context)
+
+
+def _is_utf8(event: dict[str, Any]) -> bool:
+    """False for a body that API Gateway passed as base64 (not UTF-8 text) and that does not decode as UTF-8."""
+    if not event.get("isBase64Encoded") or not event.get("body"):
+        return True
+    try:
+        base64.b64decode(event["body"]).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return True
 
 
 _PROBLEM_DESCRIPTIONS = {
     400: "Malformed request",
+    403: "No API key, or not a valid one (API Gateway)",
     404: "No such job (or not yours)",
     409: "Conflict with the job's state or an earlier request",
     413: "Body too large",
+    415: "The body is not application/json",
     422: "A field is invalid: `errors` names it",
+    429: "Over the key's rate limit or quota (API Gateway): retry later",
     503: "A dependency failed: retry (with the same Idempotency-Key)",
 }
+# What API Gateway itself answers on every route of the API (template.yaml's GatewayResponses, same shape).
+GATEWAY_PROBLEMS = (403, 429)
 
 
 def problem_responses(*statuses: int) -> dict[int, OpenAPIResponse]:
-    """OpenAPI entries for the problems a route can answer."""
+    """OpenAPI entries for the problems a route can answer, and those API Gateway answers on every route."""
     return {
         status: {"description": _PROBLEM_DESCRIPTIONS[status], "content": {PROBLEM_JSON: {"model": Problem}}}
-        for status in statuses
+        for status in sorted({*statuses, *GATEWAY_PROBLEMS})
     }
 
 
