@@ -105,11 +105,15 @@ def handler_class(function: Handler) -> type[BaseHTTPRequestHandler]:
             self._answer(200, body)
 
         def _answer(self, status: int, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                # The caller stopped waiting (its timeout); the invocation ran all the same, as in Lambda.
+                print(f"the caller did not wait for the result ({status})", file=sys.stderr)
 
         def log_message(self, format: str, *args: object) -> None:  # the handler's own logs say enough
             pass

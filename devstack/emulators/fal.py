@@ -397,6 +397,7 @@ class FalEmulator(Emulator):
             "error": run.failure.message() if run.failure is not None else None,
             "video_url": run.output["video"]["url"] if run.output else None,
             "submitted_at": run.submitted_at,
+            "failure_injected": run.inject_failure,
             "webhook_dropped": run.drop_webhook,
             "media_errors": run.media_errors,
             "webhook_deliveries": list(run.webhook_deliveries),

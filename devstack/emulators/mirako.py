@@ -296,6 +296,7 @@ class MirakoEmulator(Emulator):
             "file_url": run.file_url,
             "error": run.error,
             "submitted_at": run.submitted_at,
+            "failure_injected": run.inject_failure,
             "webhook_dropped": run.drop_webhook,
             "media_errors": run.media_errors,
             "webhook_deliveries": list(run.webhook_deliveries),
