@@ -7,9 +7,9 @@ Injected together (devstack/faults.py describes each knob):
 - 5 % of the finalizer's S3 uploads fail once with 500 InternalError (s3_upload_failures);
 - the first fal video download stalls half way and the finalizer is killed during it: the local stack starts a
   new worker, and the message comes back after the finalize queue's visibility timeout (shortened to 8 s);
-- a few permanent failures, so that FAILED and a dead-letter queue are exercised too: the first fal and Mirako
-  runs fail (fail_runs), and one video of each provider never downloads (media_error_runs: 503 on every try,
-  so the finalize message goes to its dead-letter queue after 3 tries and the job FAILS with the reason).
+- a few permanent failures, so that FAILED and a dead-letter queue are exercised too: the first three fal runs
+  and the first Mirako run fail (fail_runs), and one video of each provider never downloads (media_error_runs:
+  503 on every try, so the finalize message goes to its dead-letter queue after 3 tries and the job FAILS).
 
 The run happens once (the `suite` fixture); each test checks one invariant on what it observed. Jobs are
 ordered through the HTTP API, the outcome is read from the API, the emulators' request logs, moto (S3, the
@@ -113,7 +113,9 @@ class Suite:
 
     def expected_status(self, job_id: str) -> tuple[str, str | None]:
         """What the job must end as (and its error code), from what its provider was told to do to it."""
-        [run] = self.runs_by_job[job_id]
+        runs = self.runs_by_job.get(job_id, [])
+        assert len(runs) == 1, f"{job_id} was submitted {len(runs)} times"
+        [run] = runs
         if run["failure_injected"]:
             return "FAILED", "GENERATION_FAILED"
         if run["media_errors"]:
@@ -535,4 +537,5 @@ def _fault_counts(suite: Suite) -> dict[str, Any]:
             counts[f"{provider}_{fault}_submits"] = count
     counts |= Counter(fault["fault"] for fault in suite.faults)
     counts["dead_lettered"] = len(suite.dead_lettered)
+    counts["sns_notifications"], counts["eventbridge_notifications"] = len(suite.topic_events), len(suite.bus_events)
     return counts
