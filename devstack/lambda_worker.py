@@ -7,7 +7,8 @@ the body is the event, header `X-Remaining-Ms` the time the invocation may take,
 The answer is 200 with the handler's JSON result, or 500 with `{"errorType", "errorMessage", "stackTrace"}`.
 
 One invocation at a time, as in one execution environment: the server is single-threaded, so concurrent
-callers queue on its socket. The environment (resource names, endpoints, credentials) comes from the parent.
+callers queue on its socket. The environment (resource names, endpoints, credentials) comes from the parent,
+and so do the faults the local stack injects at this process's boundary (devstack/faults.py).
 
 `Worker` (below) is the parent's side: it invokes over loopback and turns every failure into FunctionError.
 """
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from devstack import faults
 from devstack.cloudformation import ACCOUNT_ID, REGION
 from devstack.processes import redirect_stdout_to_log, serve_until_stdin_closes
 
@@ -103,11 +105,15 @@ def handler_class(function: Handler) -> type[BaseHTTPRequestHandler]:
             self._answer(200, body)
 
         def _answer(self, status: int, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                # The caller stopped waiting (its timeout); the invocation ran all the same, as in Lambda.
+                print(f"the caller did not wait for the result ({status})", file=sys.stderr)
 
         def log_message(self, format: str, *args: object) -> None:  # the handler's own logs say enough
             pass
@@ -128,6 +134,7 @@ def main() -> None:
     parser.add_argument("--layer", action="append", default=[])
     options = parser.parse_args()
     announcer = redirect_stdout_to_log()  # before the import: Powertools logs to stdout
+    faults.install_from_environment()  # before the import: the handler's module-level clients get the hooks
     function = load_handler(options.code_uri, options.handler, options.layer)
     server = _InvokeServer(("127.0.0.1", 0), handler_class(function))
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="invoke")

@@ -1,8 +1,11 @@
 """moto in server mode on a free loopback port: `python -m devstack.moto_server` (see processes.py)."""
 
+import functools
+import logging
 import os
 
 import boto3
+from moto import backends
 from moto.server import ThreadedMotoServer
 
 from devstack.cloudformation import REGION
@@ -26,10 +29,19 @@ def local_session() -> boto3.Session:
     )
 
 
+def _make_request_routing_cheap() -> None:
+    """moto 5.2.5 lists its package folder (a listdir and ~150 stats) to route every request, under a lock that
+    serializes all requests; the folders do not change while it runs. Its access log (a line per request) goes."""
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = functools.cache(lambda: modules)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
 def main() -> None:
     os.environ.setdefault("MOTO_S3_DEFAULT_KEY_BUFFER_SIZE", str(IN_MEMORY_OBJECT_BYTES))
     # The server answers each request in its own thread: conditional writes must not race (see moto_atomicity).
     make_dynamodb_writes_atomic()
+    _make_request_routing_cheap()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     _, port = server.get_host_and_port()

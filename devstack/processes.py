@@ -57,9 +57,14 @@ class ChildServer:
         stop_all([self])
 
 
-def launch(module: str, *args: str, log: Path, env: Mapping[str, str] | None = None) -> ChildServer:
-    """Starts `python -m module args` from the repository root, its stderr into `log`; does not wait for it."""
-    log_file = log.open("wb")
+def launch(
+    module: str, *args: str, log: Path, env: Mapping[str, str] | None = None, append_log: bool = False
+) -> ChildServer:
+    """Starts `python -m module args` from the repository root, its stderr into `log`; does not wait for it.
+
+    `append_log`: after what `log` holds (a restarted child), instead of a new log.
+    """
+    log_file = log.open("ab" if append_log else "wb")
     try:
         process = subprocess.Popen(  # noqa: S603  # our own interpreter and module
             [sys.executable, "-m", module, *args],

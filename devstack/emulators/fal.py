@@ -175,26 +175,32 @@ class FalEmulator(Emulator):
 
     def _submit(self, request: Request, model: str) -> Response:
         settings = self.settings.current()
-        if self.settings.take("server_error_submits"):
+        webhook_url = request.query_value("fal_webhook") or ""
+        refusal = self.submit_refusal(webhook_url)
+        if refusal == "server_error":
             body = {"detail": "Service temporarily unavailable, please retry."}
-            return self.reject(json_response(503, body, headers={"X-Fal-Retryable": "true"}), model=model)
-        if self.settings.take("rate_limit_submits"):
+            response = json_response(503, body, headers={"X-Fal-Retryable": "true"})
+            return self.reject(response, model=model, webhook_url=webhook_url, fault=refusal)
+        if refusal == "rate_limit":
             headers = {"Retry-After": str(settings.retry_after_seconds)}
-            return self.reject(json_response(429, {"detail": "Rate limit exceeded"}, headers=headers), model=model)
+            response = json_response(429, {"detail": "Rate limit exceeded"}, headers=headers)
+            return self.reject(response, model=model, webhook_url=webhook_url, fault=refusal)
         try:
             inputs = MODELS[model].model_validate_json(request.body or b"null")
         except ValidationError as error:
             return self.reject(json_response(422, {"detail": validation_detail(error)}), model=model)
         request_id = str(uuid.uuid4())
         root = f"{self.base_url}/{APP}/requests/{request_id}"
+        failing = self.settings.take("fail_runs")
         run = FalRun(
             request_id=request_id,
-            webhook_url=request.query_value("fal_webhook") or None,
+            webhook_url=webhook_url or None,
             model=model,
             inputs=inputs,
             urls={"status_url": f"{root}/status", "response_url": root, "cancel_url": f"{root}/cancel"},
-            inject_failure=self.settings.take("fail_runs"),
-            drop_webhook=self.settings.take("drop_webhooks"),
+            inject_failure=failing,
+            drop_webhook=self.drops_webhook(webhook_url or request_id),
+            media_errors=not failing and self.settings.take("media_error_runs"),
             payload_error=self.settings.take("webhook_payload_errors"),
         )
         self.add_run(run, lambda: self._generate(run))
@@ -391,6 +397,9 @@ class FalEmulator(Emulator):
             "error": run.failure.message() if run.failure is not None else None,
             "video_url": run.output["video"]["url"] if run.output else None,
             "submitted_at": run.submitted_at,
+            "failure_injected": run.inject_failure,
+            "webhook_dropped": run.drop_webhook,
+            "media_errors": run.media_errors,
             "webhook_deliveries": list(run.webhook_deliveries),
         }
 

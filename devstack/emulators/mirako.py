@@ -35,6 +35,17 @@ _TTS_RETURN_TYPES = ("b64_audio_str", "file_url")
 _FINAL = frozenset({"COMPLETED", "FAILED", "CANCELED", "TIMED_OUT"})
 
 
+def _webhook_url_of(body: bytes) -> str:
+    """The submit's webhook URL (it names the caller's job), or "" when the body has none."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return ""
+    webhook = document.get("webhook") if isinstance(document, dict) else None
+    url = webhook.get("url") if isinstance(webhook, dict) else None
+    return url if isinstance(url, str) else ""
+
+
 def problem(status: int, title: str, detail: str, errors: list[dict[str, Any]] | None = None) -> Response:
     document: dict[str, Any] = {"title": title, "status": status, "detail": detail}
     if errors:
@@ -118,12 +129,15 @@ class MirakoEmulator(Emulator):
 
     def _submit(self, request: Request) -> Response:
         settings = self.settings.current()
-        if self.settings.take("server_error_submits"):
-            return self.reject(problem(503, "Service Unavailable", "the service is busy, please retry"))
-        if self.settings.take("rate_limit_submits"):
+        caller = _webhook_url_of(request.body)
+        refusal = self.submit_refusal(caller)
+        if refusal == "server_error":
+            response = problem(503, "Service Unavailable", "the service is busy, please retry")
+            return self.reject(response, webhook_url=caller, fault=refusal)
+        if refusal == "rate_limit":
             response = problem(429, "Too Many Requests", "rate limit exceeded")
             response.headers["Retry-After"] = str(settings.retry_after_seconds)
-            return self.reject(response)
+            return self.reject(response, webhook_url=caller, fault=refusal)
         body = self._json_object(request)
         if isinstance(body, Response):
             return self.reject(body)
@@ -137,14 +151,17 @@ class MirakoEmulator(Emulator):
         webhook_url, auth_token = self._webhook(body.get("webhook"), errors)
         if errors:
             return self.reject(problem(VALIDATION_STATUS, "Bad Request", "validation failed", errors))
+        task_id = self._new_task_id()
+        failing = self.settings.take("fail_runs")
         run = MirakoRun(
-            request_id=self._new_task_id(),
+            request_id=task_id,
             webhook_url=webhook_url,
             image=image,
             audio=audio,
             auth_token=auth_token,
-            inject_failure=self.settings.take("fail_runs"),
-            drop_webhook=self.settings.take("drop_webhooks"),
+            inject_failure=failing,
+            drop_webhook=self.drops_webhook(webhook_url or task_id),
+            media_errors=not failing and self.settings.take("media_error_runs"),
         )
         self.add_run(run, lambda: self._generate(run))
         return json_response(200, {"data": {"task_id": run.request_id, "status": "IN_QUEUE"}})
@@ -279,6 +296,9 @@ class MirakoEmulator(Emulator):
             "file_url": run.file_url,
             "error": run.error,
             "submitted_at": run.submitted_at,
+            "failure_injected": run.inject_failure,
+            "webhook_dropped": run.drop_webhook,
+            "media_errors": run.media_errors,
             "webhook_deliveries": list(run.webhook_deliveries),
         }
 

@@ -4,7 +4,8 @@ An emulator runs in-process (`with FalEmulator() as fal: fal.base_url`) or as a 
 stack (`python -m devstack.emulators.fal` prints its port and serves until its stdin closes). The standard
 library's threading HTTP server is enough: one thread per connection, and one thread per generation run.
 Control routes, for tests and the demo (loopback only, no key):
-`GET|POST /_emulator/settings` (see settings.py) and `GET /_emulator/requests` (what was submitted).
+`GET|POST /_emulator/settings` (see settings.py) and `GET /_emulator/requests` (what was submitted, what was
+refused, and every download of a result file, with the faults injected into each: see devstack/faults.py).
 """
 
 import base64
@@ -12,6 +13,8 @@ import binascii
 import json
 import logging
 import os
+import select
+import socket
 import threading
 import time
 import urllib.parse
@@ -28,6 +31,7 @@ import httpx
 
 from devstack import media
 from devstack.emulators.settings import EmulatorSettings, SettingsStore, settings_from_environment
+from devstack.faults import EvenSelection
 from devstack.processes import redirect_stdout_to_log, serve_until_stdin_closes
 
 logger = logging.getLogger("devstack.emulators")
@@ -62,6 +66,11 @@ class Response:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    # A slow answer: the first `stall_after` bytes of the body, then a pause of `stall_seconds` (cut short
+    # when the client goes away), then the rest. `on_sent` hears each step: "stalled", "sent" or "aborted".
+    stall_after: int | None = None
+    stall_seconds: float = 0.0
+    on_sent: Callable[[str], None] | None = None
 
 
 def json_response(
@@ -141,6 +150,7 @@ class Run:
     # Decided at submit time, so a test that sets "the next N" knows which requests they hit.
     inject_failure: bool = False
     drop_webhook: bool = False
+    media_errors: bool = False  # its result file answers 503 on every download
     cancel_requested: threading.Event = field(default_factory=threading.Event)
 
     def log(self, message: str) -> None:
@@ -174,6 +184,9 @@ class Emulator(ABC):
         self._running = 0
         self._sample: bytes | None = None
         self._sample_lock = threading.Lock()
+        self._selections: dict[str, EvenSelection] = {}
+        self._refused_once: set[tuple[str, str]] = set()
+        self._media_downloads: list[dict[str, Any]] = []
 
     # -- life ---------------------------------------------------------------------------------------------------
 
@@ -227,11 +240,12 @@ class Emulator(ABC):
         return self.settings.update(values)
 
     def requests_record(self) -> dict[str, Any]:
-        """What `GET /_emulator/requests` answers: every accepted submit, and the refused ones."""
+        """What `GET /_emulator/requests` answers: every accepted submit, the refused ones, the media downloads."""
         with self._lock:
             return {
                 "requests": [self.describe(run) for run in self._runs.values()],
                 "rejected": list(self._rejected),
+                "media_downloads": [dict(download) for download in self._media_downloads],
             }
 
     @abstractmethod
@@ -246,7 +260,7 @@ class Emulator(ABC):
         if request.path == "/_emulator/requests" and request.method == "GET":
             return json_response(200, self.requests_record())
         if request.path.startswith("/media/") and request.method in ("GET", "HEAD"):
-            return self._media_route(request.path.removeprefix("/media/"))
+            return self._media_route(request, request.path.removeprefix("/media/"))
         delay = self.settings.current().response_delay_seconds
         if delay:
             self.stopping.wait(delay)
@@ -279,15 +293,40 @@ class Emulator(ABC):
             self._media[file_name] = (content, time.monotonic())
         return f"{self.base_url}/media/{urllib.parse.quote(file_name)}"
 
-    def _media_route(self, quoted_name: str) -> Response:
+    def _media_route(self, request: Request, quoted_name: str) -> Response:
         name = urllib.parse.unquote(quoted_name)
-        ttl = self.settings.current().media_ttl_seconds
+        settings = self.settings.current()
         with self._lock:
             stored = self._media.get(name)
-        if stored is None or time.monotonic() - stored[1] > ttl:
-            return Response(404, b"Not Found", {"Content-Type": "text/plain"})
-        content_type = "audio/wav" if name.endswith(".wav") else self.media_content_type
-        return Response(200, stored[0], {"Content-Type": content_type})
+        run = self.run_of(name.rpartition(".")[0])  # a result file is named after its run
+        download: dict[str, Any] = {
+            "file_name": name,
+            "request_id": run.request_id if run is not None else None,
+            "method": request.method,
+            "at": time.time(),
+            "slow": False,
+        }
+        if stored is None or time.monotonic() - stored[1] > settings.media_ttl_seconds:
+            response = Response(404, b"Not Found", {"Content-Type": "text/plain"})
+        elif run is not None and run.media_errors:
+            response = Response(503, b"Service Unavailable", {"Content-Type": "text/plain", "Retry-After": "1"})
+        else:
+            content_type = "audio/wav" if name.endswith(".wav") else self.media_content_type
+            response = Response(200, stored[0], {"Content-Type": content_type})
+            if request.method == "GET" and len(stored[0]) > 1 and self.settings.take("slow_media"):
+                download["slow"] = True
+                response.stall_after = len(stored[0]) // 2
+                response.stall_seconds = settings.slow_media_seconds
+        download.update(status=response.status, outcome="in_progress")
+
+        def on_sent(outcome: str) -> None:
+            with self._lock:
+                download["outcome"] = outcome
+
+        response.on_sent = on_sent
+        with self._lock:
+            self._media_downloads.append(download)
+        return response
 
     def sample_video(self) -> bytes:
         """Instant mode's one video for every run (the bundled face), made the first time it is needed."""
@@ -296,6 +335,47 @@ class Emulator(ABC):
                 speech = media.speak(f"Hello from the local {self.name} emulator.")
                 self._sample = media.make_video(media.SAMPLE_FACE.read_bytes(), [speech])
             return self._sample
+
+    # -- faults (devstack/faults.py) ------------------------------------------------------------------------
+
+    def selects(self, fraction_setting: str, key: str) -> bool:
+        """Whether the share `fraction_setting` (e.g. drop_webhook_fraction) picks `key` (a job's webhook URL)."""
+        settings = self.settings.current()
+        fraction = float(getattr(settings, fraction_setting))
+        if fraction <= 0:
+            return False
+        salt = f"{settings.fault_seed}:{fraction_setting}"
+        with self._lock:
+            selection = self._selections.get(fraction_setting)
+            if selection is None or (selection.fraction, selection.salt) != (fraction, salt):
+                selection = self._selections[fraction_setting] = EvenSelection(fraction, salt)
+        return selection.selects(key)
+
+    def submit_refusal(self, caller: str) -> str | None:
+        """ "server_error" (503) or "rate_limit" (429) when this submit is to be refused, else None.
+
+        First the counters (the next N submits, whoever sends them); then the fractions, which refuse only
+        the first submit of a picked caller: `caller` is the submit's webhook URL, which names our job.
+        """
+        if self.settings.take("server_error_submits"):
+            return "server_error"
+        if self.settings.take("rate_limit_submits"):
+            return "rate_limit"
+        # Both shares see every caller, in the order they first submit; one picked by both is refused twice.
+        picked = [
+            refusal for refusal in ("server_error", "rate_limit") if self.selects(f"{refusal}_submit_fraction", caller)
+        ]
+        for refusal in picked:
+            with self._lock:
+                first = (refusal, caller) not in self._refused_once
+                self._refused_once.add((refusal, caller))
+            if first:
+                return refusal
+        return None
+
+    def drops_webhook(self, caller: str) -> bool:
+        """Whether a new run (of the job `caller` names) is to send no webhook."""
+        return self.settings.take("drop_webhooks") or self.selects("drop_webhook_fraction", caller)
 
     # -- runs -------------------------------------------------------------------------------------------------
 
@@ -453,8 +533,41 @@ def _handler_for(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(response.body)))
             self.end_headers()
-            if not head:
-                self.wfile.write(response.body)
+            outcome = "sent"
+            try:
+                if not head:
+                    self._write_body(response)
+            except OSError:  # the client went away (a crashed downloader)
+                outcome = "aborted"
+                self.close_connection = True
+            if response.on_sent is not None:
+                response.on_sent(outcome)
+
+        def _write_body(self, response: Response) -> None:
+            body = response.body
+            if response.stall_after is not None:
+                if response.on_sent is not None:
+                    response.on_sent("stalled")  # before the bytes: a client that has them sees it said
+                self.wfile.write(body[: response.stall_after])
+                self.wfile.flush()
+                if self._client_left_within(response.stall_seconds):
+                    raise ConnectionAbortedError("the client closed the connection during the stall")
+                body = body[response.stall_after :]
+            self.wfile.write(body)
+
+        def _client_left_within(self, seconds: float) -> bool:
+            """Waits `seconds` (or until the emulator stops); True as soon as the client closes its end."""
+            deadline = time.monotonic() + seconds
+            while (left := deadline - time.monotonic()) > 0 and not emulator.stopping.is_set():
+                readable, _, _ = select.select([self.connection], [], [], min(left, _POLL_SECONDS * 4))
+                if readable:
+                    try:
+                        if not self.connection.recv(1, socket.MSG_PEEK):
+                            return True
+                    except OSError:
+                        return True
+                    time.sleep(_POLL_SECONDS)  # the client sent something (a pipelined request): keep waiting
+            return False
 
         def do_GET(self) -> None:
             self._serve()

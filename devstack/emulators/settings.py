@@ -3,6 +3,8 @@
 Every field can be set at start from `<PREFIX><FIELD>` (e.g. FAL_EMULATOR_DELAY_SECONDS=5,
 MIRAKO_EMULATOR_DROP_WEBHOOKS=-1) and changed while running with `POST /_emulator/settings` and a JSON
 object of fields. Fields that count ("the next N submits") are used up one by one; -1 means every time.
+Fields that end in `_fraction` hit an exact, evenly spread share of the jobs (devstack.faults.EvenSelection,
+keyed by the job's webhook URL, its phase by `fault_seed`): 0.1 of 200 jobs is 20 of them, whatever the order.
 """
 
 import dataclasses
@@ -32,19 +34,38 @@ class EmulatorSettings:
     rate_limit_submits: int = 0  # the next N submits answer 429 with Retry-After
     retry_after_seconds: int = 2
     server_error_submits: int = 0  # the next N submits answer 503
+    # This share of jobs has its FIRST submit answered 429 (with Retry-After) or 503; the retry goes through.
+    # A job hit by both gets 503, then 429, then its run.
+    rate_limit_submit_fraction: float = 0.0
+    server_error_submit_fraction: float = 0.0
+    fault_seed: str = "devstack"  # which jobs the fractions pick (the same seed, the same picks in one order)
 
     drop_webhooks: int = 0  # the next N runs send no webhook: only polling finds out they ended
+    drop_webhook_fraction: float = 0.0  # this share of runs sends no webhook (with drop_webhooks: either)
     webhook_copies: int = 1  # each webhook is delivered this many times (providers retry: duplicates happen)
     webhook_attempts: int = 3  # deliveries of one copy until the receiver answers 2xx
     webhook_payload_errors: int = 0  # fal: the next N success webhooks carry payload_error instead of payload
+
+    media_error_runs: int = 0  # the next N runs with a video: it answers 503 on every download (its server fails)
+    slow_media: int = 0  # the next N video downloads send half the file, then stall (a crash can hit mid-copy)
+    slow_media_seconds: float = 20.0  # how long such a download stalls (it ends early if the client goes away)
 
     def as_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 _COUNTERS = frozenset(
-    {"fail_runs", "rate_limit_submits", "server_error_submits", "drop_webhooks", "webhook_payload_errors"}
+    {
+        "fail_runs",
+        "rate_limit_submits",
+        "server_error_submits",
+        "drop_webhooks",
+        "webhook_payload_errors",
+        "media_error_runs",
+        "slow_media",
+    }
 )
+FRACTIONS = frozenset({"rate_limit_submit_fraction", "server_error_submit_fraction", "drop_webhook_fraction"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -79,8 +100,12 @@ def _field_types() -> dict[str, type]:
 
 
 def _checked(settings: EmulatorSettings) -> EmulatorSettings:
-    if min(settings.queue_seconds, settings.delay_seconds, settings.response_delay_seconds) < 0:
+    delays = (settings.queue_seconds, settings.delay_seconds, settings.response_delay_seconds)
+    if min(*delays, settings.slow_media_seconds) < 0:
         raise ValueError("delays cannot be negative")
+    for name in FRACTIONS:
+        if not 0.0 <= getattr(settings, name) <= 1.0:
+            raise ValueError(f"{name} must be between 0 and 1")
     if settings.workers < 1 or settings.webhook_copies < 0 or settings.webhook_attempts < 1:
         raise ValueError("workers and webhook_attempts must be at least 1, webhook_copies at least 0")
     if settings.failure_status not in ("FAILED", "TIMED_OUT", "CANCELED"):

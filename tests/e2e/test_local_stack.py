@@ -344,6 +344,27 @@ def test_a_function_can_be_invoked_directly(local: LocalStack) -> None:
     assert result.keys() == {"polled", "timed_out", "requeued", "errors"}
 
 
+def test_a_killed_worker_is_replaced_at_the_next_invocation_like_a_new_execution_environment(
+    local: LocalStack,
+) -> None:
+    log = local.log_dir / "ReconcileFunction.log"
+    before = log.read_bytes()
+    killed = local.kill_worker("ReconcileFunction")
+
+    result = local.invoke("ReconcileFunction", sample("schedule_reconcile.json"))
+
+    assert result.keys() == {"polled", "timed_out", "requeued", "errors"}
+    assert local.worker_pid("ReconcileFunction") != killed
+    assert local.worker_restarts == {"ReconcileFunction": 1}
+    assert [(fault["fault"], fault["function"], fault["pid"]) for fault in local.injected_faults()] == [
+        ("worker_killed", "ReconcileFunction", killed)
+    ]
+    # The new worker logs after the old one, in the same log (one log group per function), cold.
+    after = log.read_bytes()
+    assert after.startswith(before)
+    assert b'"cold_start":true' in after[len(before) :]
+
+
 def test_pollers_shape_records_like_lambdas_sample_events(local: LocalStack, moto: Moto) -> None:
     queue_url = moto.sqs.create_queue(QueueName="e2e-shape")["QueueUrl"]
     moto.sqs.send_message(QueueUrl=queue_url, MessageBody='{"job_id": "01JD0000000000000000000001"}')
