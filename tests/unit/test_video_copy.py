@@ -127,7 +127,7 @@ def test_streams_the_video_into_one_object_in_parts_with_their_checksums(s3: "S3
     sent_parts: list[dict[str, Any]] = []
 
     def record_part(params: dict[str, Any], **_: Any) -> None:
-        sent_parts.append({"number": params["PartNumber"], "size": len(params["Body"].getvalue()), **params})
+        sent_parts.append({"number": params["PartNumber"], "size": len(params["Body"]), **params})
         if params["PartNumber"] == 1:
             time.sleep(0.2)  # parts are uploaded side by side: the first one lands after the others
 
@@ -453,23 +453,37 @@ def test_accepted_content_types_include_fals_octet_stream() -> None:
     assert {"video/mp4", "application/octet-stream"} == ACCEPTED_CONTENT_TYPES
 
 
-def test_parts_are_uploaded_side_by_side_from_a_bounded_set_of_reused_buffers(s3: "S3Client") -> None:
-    body = video_body(6 * PART_SIZE + 999)
+def test_parts_are_uploaded_side_by_side_and_the_download_stays_one_part_ahead(s3: "S3Client") -> None:
+    body = video_body(7 * PART_SIZE + 999)
+    chunks_read = 0
+    read_when_both_were_in_flight = 0
     in_flight = 0
     most_in_flight = 0
-    buffers: set[int] = set()
     lock = threading.Lock()
-    # The first two parts wait for each other: the copy fails unless two parts really are in flight together.
+    # The first two parts wait for each other (the copy fails unless two parts really are in flight together),
+    # then stay in flight while the download runs ahead as far as it may.
     both_first_parts = threading.Barrier(2, timeout=30)
+    counted = threading.Event()
+
+    def chunks() -> Iterator[bytes]:
+        nonlocal chunks_read
+        for chunk in in_chunks(body, MIB):
+            chunks_read += 1
+            yield chunk
 
     def part_starts(params: dict[str, Any], **_: Any) -> None:
-        nonlocal in_flight, most_in_flight
+        nonlocal in_flight, most_in_flight, read_when_both_were_in_flight
         with lock:
             in_flight += 1
             most_in_flight = max(most_in_flight, in_flight)
-            buffers.add(id(params["Body"]))
         if params["PartNumber"] <= 2:
             both_first_parts.wait()
+        if params["PartNumber"] == 1:
+            time.sleep(0.3)
+            read_when_both_were_in_flight = chunks_read
+            counted.set()
+        elif params["PartNumber"] == 2:
+            counted.wait(timeout=30)
 
     def part_lands(**_: Any) -> None:
         nonlocal in_flight
@@ -480,13 +494,15 @@ def test_parts_are_uploaded_side_by_side_from_a_bounded_set_of_reused_buffers(s3
     s3.meta.events.register("after-call.s3.UploadPart", part_lands)
     store = S3VideoStore(s3, BUCKET, part_size=PART_SIZE, parts_in_flight=2)
 
-    output = VideoCopier(FakeFetcher(in_chunks(body, 700_000)), store, MEDIA_HOSTS).copy(JOB_ID, "fal", FAL_URL)
+    output = VideoCopier(FakeFetcher(chunks()), store, MEDIA_HOSTS).copy(JOB_ID, "fal", FAL_URL)
 
     assert output.sha256 == hashlib.sha256(body).hexdigest()
     assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == body
     assert most_in_flight == 2
-    # Seven parts, at most three buffers (two in flight, one being filled): memory does not grow with the video.
-    assert len(buffers) <= 3
+    # While parts 1 and 2 were in flight, part 3 could be read, and the first chunk of part 4 (which tells that
+    # part 3 is full): memory holds at most parts_in_flight + 1 parts, however long the video.
+    parts_ahead = 3 * PART_SIZE // MIB + 1
+    assert read_when_both_were_in_flight <= parts_ahead < chunks_read
 
 
 def test_an_upload_is_aborted_only_after_the_parts_in_flight_have_landed(s3: "S3Client") -> None:

@@ -3,9 +3,11 @@
 A video may be larger than the finalizer's memory, so it is never held whole: the body is cut into parts as
 it arrives. A part is uploaded by a worker thread while the next ones are read, with a fixed set of reused
 part buffers (`parts_in_flight` uploading plus the one being filled), so memory is bounded whatever the size
-and the download does not wait for S3 (nor S3 for the download). Each part carries its SHA-256, so S3
-refuses a part that was damaged on the way; the SHA-256 of the whole object is computed as the bytes pass,
-in order, since S3's own multipart checksum is only a checksum of the parts' checksums.
+and the download does not wait for S3 (nor S3 for the download). Each byte is copied once, into a buffer.
+
+Each part carries its SHA-256, so S3 refuses a part that was damaged on the way; the SHA-256 of the whole
+object is computed as the bytes pass, in order, since S3's own multipart checksum is only a checksum of the
+parts' checksums.
 
 A video that ends within its first part is one PutObject carrying its SHA-256 (which is then also the
 SHA-256 of the whole): one call instead of CreateMultipartUpload, UploadPart and CompleteMultipartUpload.
@@ -25,7 +27,7 @@ import queue
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -52,11 +54,6 @@ __all__ = ["EmptyVideo", "S3VideoStore", "StoredVideo", "VideoStoreFailed", "Vid
 
 def _sha256_b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
-
-
-def _part_checksum(part: io.BytesIO) -> str:
-    with part.getbuffer() as view:  # no copy; released before the buffer is written again
-        return _sha256_b64(hashlib.sha256(view).digest())
 
 
 def default_parts_in_flight(part_size: int) -> int:
@@ -100,8 +97,8 @@ class S3VideoStore:
         return StoredVideo(bucket=self.bucket, key=key, size=size, sha256=sha256, content_type=content_type)
 
     def _upload(self, upload: "_Upload", chunks: Iterable[bytes], max_bytes: int) -> tuple[int, str]:
-        # Each part is written into a buffer and sent from it as a file (botocore streams a file; a bytes body
-        # would be a second copy of the part). A full part is sent when the next byte arrives, not before.
+        # Each part is copied once, into a reused bytearray, and sent from it without another copy (_PartBody).
+        # A full part is sent when the next byte arrives, not before: the last part may be the only one.
         part = upload.free_buffer()
         filled = 0
         size = 0
@@ -114,23 +111,74 @@ class S3VideoStore:
             view = memoryview(chunk)
             while view:
                 if filled == self.part_size:
-                    upload.send_part(part)
+                    upload.send_part(part, filled)
                     part = upload.free_buffer()
                     filled = 0
                 taken = min(len(view), self.part_size - filled)
-                part.write(view[:taken])
+                part[filled : filled + taken] = view[:taken]  # in place, or appended while the buffer is new
                 filled += taken
                 view = view[taken:]
         if size == 0:
             raise EmptyVideo()
-        part.truncate(filled)  # a reused buffer: drop what is left of its previous part
         digest = whole.digest()
         if upload.is_multipart:
-            upload.send_part(part)
+            upload.send_part(part, filled)
             upload.complete()
         else:
-            upload.put(part, _sha256_b64(digest))
+            upload.put(part, filled, _sha256_b64(digest))
         return size, digest.hex()
+
+
+class _PartBody:
+    """The first `length` bytes of a part buffer as the file botocore sends, without copying them.
+
+    `read(n)` gives views into the buffer, which botocore hashes (SigV4 over plain http) and the socket sends
+    as they are. A bytes body would be a fresh copy of every part (memory that comes and goes) and a bytearray
+    is not a body moto's in-process mock can read; a BytesIO would be a copy as it is filled and another as it
+    is read.
+    """
+
+    def __init__(self, buffer: bytearray, length: int) -> None:
+        self._view = memoryview(buffer)[:length]
+        self._position = 0
+
+    def __enter__(self) -> "_PartBody":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        # Views botocore still holds keep the buffer readable; it is never resized, only overwritten in place.
+        self._view.release()
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def sha256_b64(self) -> str:
+        return _sha256_b64(hashlib.sha256(self._view).digest())
+
+    def as_file(self) -> IO[bytes]:
+        return cast("IO[bytes]", self)
+
+    def read(self, size: int | None = -1) -> bytes | memoryview:
+        whole = size is None or size < 0
+        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._position + size)
+        chunk = self._view[self._position : end]
+        self._position = end
+        # All at once is how moto's in-process mock reads a body, and it takes bytes only; botocore reads blocks.
+        return chunk.tobytes() if whole else chunk
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
+        self._position = max(0, min(len(self._view), base + offset))
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
 
 
 @contextmanager
@@ -160,7 +208,7 @@ class _Upload:
         self._upload_id: str | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._sent: list[Future[CompletedPartTypeDef]] = []
-        self._free: queue.SimpleQueue[io.BytesIO] = queue.SimpleQueue()
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         self._buffers = 0
         self._failure: BaseException | None = None
 
@@ -168,27 +216,28 @@ class _Upload:
     def is_multipart(self) -> bool:
         return self._upload_id is not None
 
-    def free_buffer(self) -> io.BytesIO:
-        """An empty part buffer: a sent one back from its worker, or a new one while there are few enough.
+    def free_buffer(self) -> bytearray:
+        """A part buffer to fill from its start: a sent one back from its worker (full size, overwritten in
+        place), or a new, empty one while there are fewer than `parts_in_flight` + 1. A new one grows as it is
+        filled: a small video never allocates a whole part.
 
         Waits while every buffer is in flight; raises the failure of a part sent before.
         """
         if self._buffers <= self._parts_in_flight and self._free.empty():
             self._buffers += 1
-            return io.BytesIO()
+            return bytearray()
         buffer = self._free.get()
         self._raise_failure()
-        buffer.seek(0)
         return buffer
 
-    def send_part(self, part: io.BytesIO) -> None:
-        """Hands the whole content of `part` to a worker as the next part; the buffer comes back when it is sent."""
+    def send_part(self, part: bytearray, length: int) -> None:
+        """Hands the first `length` bytes of `part` to a worker as the next part; the buffer comes back when sent."""
         self._raise_failure()
         upload_id = self._upload_id or self._create()
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self._parts_in_flight, thread_name_prefix="upload-part")
         number = len(self._sent) + 1
-        self._sent.append(self._executor.submit(self._upload_part, upload_id, number, part))
+        self._sent.append(self._executor.submit(self._upload_part, upload_id, number, part, length))
 
     def complete(self) -> None:
         assert self._upload_id is not None  # store() sends at least one part before it completes
@@ -200,15 +249,14 @@ class _Upload:
                 Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, MultipartUpload={"Parts": parts}
             )
 
-    def put(self, body: io.BytesIO, checksum: str) -> None:
-        """The whole object in one call; `checksum` is the base64 SHA-256 of `body`."""
-        body.seek(0)
-        with _s3_call("PutObject"):
+    def put(self, part: bytearray, length: int, checksum: str) -> None:
+        """The first `length` bytes of `part` as the whole object, in one call; `checksum`: their base64 SHA-256."""
+        with _s3_call("PutObject"), _PartBody(part, length) as body:
             # S3 refuses a body that does not match the checksum, and keeps it (as for the multipart's parts).
             self._client.put_object(
                 Bucket=self._bucket,
                 Key=self._key,
-                Body=body,
+                Body=body.as_file(),
                 ContentType=self._content_type,
                 ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=checksum,
@@ -225,21 +273,20 @@ class _Upload:
             # the parts of an upload we could not abort.
             logger.warning("could not abort a multipart upload", extra={"key": self._key}, exc_info=True)
 
-    def _upload_part(self, upload_id: str, number: int, part: io.BytesIO) -> "CompletedPartTypeDef":
+    def _upload_part(self, upload_id: str, number: int, part: bytearray, length: int) -> "CompletedPartTypeDef":
         """A worker's task: uploads one part, then gives its buffer back (also when it failed)."""
         try:
             if self._failure is not None:  # another part failed: this one would only be aborted
                 raise VideoStoreFailed("S3 UploadPart skipped: an earlier part failed")
-            checksum = _part_checksum(part)
-            part.seek(0)
-            # Our own ChecksumSHA256 also stops botocore from computing a checksum of another algorithm.
-            with _s3_call("UploadPart"):
+            with _s3_call("UploadPart"), _PartBody(part, length) as body:
+                checksum = body.sha256_b64()
+                # Our own ChecksumSHA256 also stops botocore from computing a checksum of another algorithm.
                 response = self._client.upload_part(
                     Bucket=self._bucket,
                     Key=self._key,
                     UploadId=upload_id,
                     PartNumber=number,
-                    Body=part,
+                    Body=body.as_file(),
                     ChecksumSHA256=checksum,
                 )
             return {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": checksum}
