@@ -36,9 +36,9 @@ VIDEO_BYTES = 256 * MIB + 12_345  # not a multiple of the part size: the last pa
 DROP_AFTER_BYTES = 100 * MIB
 SEED = 7
 PEAK_LIMIT_BYTES = 64 * MIB
-# What the copy may use besides its part buffers: botocore reads a part's body in 1 MiB blocks to sign it
-# (plain http to moto), httpx's chunks, the threads' frames.
-OVERHEAD_BYTES = 12 * MIB
+# What the copy may use besides its part buffers (which botocore reads and sends as views, without copies):
+# httpx's chunks, botocore's requests and responses, the threads' frames.
+OVERHEAD_BYTES = 8 * MIB
 JOB_ID = "01JD00000000000000000BIG01"
 KEY = f"videos/{JOB_ID}.mp4"
 
