@@ -10,7 +10,8 @@ URL's body streamed by httpx, on the same S3 client. The child reports its peak 
 reset just before the copy, minus VmRSS at that moment) and the wall time of the copy alone. Runs are
 interleaved, alternating which contender goes first; throughput is the best run of each, memory the worst.
 After every copy the object is read back from S3: its size and SHA-256 must be the generated body's (and the
-SHA-256 our copy reported must be too); then it is deleted, with no multipart upload left open.
+SHA-256 our copy reported must be too); then it is deleted, with no multipart upload left open. The CPU time
+of the copying process and of moto's is recorded too: on a shared machine they say more than the wall time.
 """
 
 import hashlib
@@ -21,7 +22,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,7 @@ from avatarjobs.domain.video_copy import video_key
 from bench.finalize_copy_child import AVATARJOBS, CONTENDERS, UPLOAD_FILEOBJ
 from devstack.cloudformation import REGION
 from devstack.moto_server import FAKE_CREDENTIALS, local_session
-from devstack.processes import server_process
+from devstack.processes import ChildServer, launch, stop_all
 from tests.support.generated_video import generated_sha256
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
 VIDEO_BYTES = 1024 * MIB
 SEED = 6
-RUNS = 2
+RUNS = 3
 TARGET_PEAK_GROWTH_BYTES = 64 * MIB
 TARGET_RATIO = 1.0  # our throughput over upload_fileobj's
 # Passed on to the children when set, e.g. to measure another part size.
@@ -55,7 +56,8 @@ class BenchFailed(RuntimeError):
 class CopyRun:
     contender: str
     seconds: float
-    cpu_seconds: float  # the copying process's, all threads (moto's and the video server's are elsewhere)
+    cpu_seconds: float  # the copying process's, all threads
+    moto_cpu_seconds: float  # moto's during the copy
     size: int
     peak_growth_bytes: int  # VmHWM during the copy minus VmRSS when it started
     kept_bytes: int  # VmRSS after the copy minus before
@@ -92,6 +94,7 @@ class FinalizeCopyResult:
     video_bytes: int
     ours: ContenderResult
     upload_fileobj: ContenderResult
+    load_average: tuple[float, float]  # the machine's 1-minute load average before and after
 
     @property
     def part_bytes(self) -> int:
@@ -160,6 +163,11 @@ def _stored(s3: "S3Client", bucket: str, key: str) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def _process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 def _verified(s3: "S3Client", bucket: str, job_id: str, figures: dict[str, Any], expected: tuple[int, str]) -> CopyRun:
     """The run's figures once S3 is seen to hold the whole video (which is then deleted)."""
     contender = figures["contender"]
@@ -178,6 +186,7 @@ def _verified(s3: "S3Client", bucket: str, job_id: str, figures: dict[str, Any],
         contender=contender,
         seconds=figures["seconds"],
         cpu_seconds=figures["cpu_seconds"],
+        moto_cpu_seconds=figures["moto_cpu_seconds"],
         size=figures["size"],
         peak_growth_bytes=(figures["peak_kib"] - figures["rss_before_kib"]) * 1024,
         kept_bytes=(figures["rss_after_kib"] - figures["rss_before_kib"]) * 1024,
@@ -189,35 +198,44 @@ def _verified(s3: "S3Client", bucket: str, job_id: str, figures: dict[str, Any],
 
 
 @contextmanager
-def _servers(video_bytes: int, seed: int) -> Iterator[tuple[str, str]]:
-    """moto's endpoint and the video's URL, each server in its own process."""
-    with tempfile.TemporaryDirectory(prefix="bench-copy-") as logs, ExitStack() as stack:
-        endpoint = stack.enter_context(server_process("devstack.moto_server", log=Path(logs) / "moto.log"))
+def _servers(video_bytes: int, seed: int) -> Iterator[tuple[ChildServer, str]]:
+    """moto (its endpoint in .url) and the video's URL, each server in its own process."""
+    with tempfile.TemporaryDirectory(prefix="bench-copy-") as logs:
         video_args = ("--size", str(video_bytes), "--seed", str(seed))
-        video_base = stack.enter_context(
-            server_process("tests.support.video_server", *video_args, log=Path(logs) / "video.log")
-        )
-        yield endpoint, f"{video_base}/video.mp4"
+        children = [
+            launch("devstack.moto_server", log=Path(logs) / "moto.log"),
+            launch("tests.support.video_server", *video_args, log=Path(logs) / "video.log"),
+        ]
+        try:
+            moto, video = children
+            moto.wait_until_serving()
+            yield moto, f"{video.wait_until_serving()}/video.mp4"
+        finally:
+            stop_all(children)
 
 
 def measure(video_bytes: int = VIDEO_BYTES, runs: int = RUNS, seed: int = SEED) -> FinalizeCopyResult:
     expected = (video_bytes, generated_sha256(video_bytes, seed))
     samples: dict[str, list[CopyRun]] = {name: [] for name in CONTENDERS}
-    with _servers(video_bytes, seed) as (endpoint, url):
-        s3 = local_session().client("s3", endpoint_url=endpoint)
+    load_before = os.getloadavg()[0]
+    with _servers(video_bytes, seed) as (moto, url):
+        s3 = local_session().client("s3", endpoint_url=moto.url)
         bucket = f"bench-outputs-{uuid.uuid4().hex[:8]}"
         s3.create_bucket(Bucket=bucket)
-        environment = _child_environment(endpoint)
+        environment = _child_environment(moto.url)
         for round_number in range(runs):
             order = CONTENDERS if round_number % 2 == 0 else tuple(reversed(CONTENDERS))
             for contender in order:
                 job_id = f"bench-{round_number}-{contender}"
+                moto_cpu = _process_cpu_seconds(moto.pid)
                 figures = _run_child(contender, url, bucket, job_id, environment)
+                figures["moto_cpu_seconds"] = _process_cpu_seconds(moto.pid) - moto_cpu
                 samples[contender].append(_verified(s3, bucket, job_id, figures, expected))
     return FinalizeCopyResult(
         video_bytes=video_bytes,
         ours=ContenderResult(AVATARJOBS, tuple(samples[AVATARJOBS])),
         upload_fileobj=ContenderResult(UPLOAD_FILEOBJ, tuple(samples[UPLOAD_FILEOBJ])),
+        load_average=(load_before, os.getloadavg()[0]),
     )
 
 
@@ -226,8 +244,8 @@ def describe(result: FinalizeCopyResult) -> list[str]:
     for contender in (result.ours, result.upload_fileobj):
         for run in contender.runs:
             lines.append(
-                f"{contender.name}: {run.seconds:.2f} s (CPU {run.cpu_seconds:.2f} s), {run.mb_per_s:.1f} MB/s, "
-                f"peak RSS growth "
+                f"{contender.name}: {run.seconds:.2f} s (CPU {run.cpu_seconds:.2f} s, "
+                f"moto {run.moto_cpu_seconds:.2f} s), {run.mb_per_s:.1f} MB/s, peak RSS growth "
                 f"{run.peak_growth_bytes / MIB:.1f} MiB (kept {run.kept_bytes / MIB:.1f} MiB), "
                 f"complete {run.complete_seconds:.1f} s, calls {run.s3_calls}, attempts {run.s3_attempts}"
             )
