@@ -6,9 +6,10 @@ part buffers (`parts_in_flight` uploading plus the one being filled), so memory 
 and the download does not wait for S3 (nor S3 for the download). Each byte is copied once, into a buffer.
 
 Each part carries its CRC32, so S3 refuses a part that was damaged on the way. CRC32 is S3's default part
-checksum (what boto3 sends) and costs a quarter of a SHA-256 of the same bytes: the copy already hashes every
+checksum (what boto3 sends) and costs a fraction of a SHA-256 of the same bytes: the copy already hashes every
 byte once with SHA-256, for the whole object, in order as the bytes pass (the video's SHA-256 that the job
-reports, which S3's multipart checksum, a checksum of the parts' checksums, could not give).
+reports, which S3's multipart checksum, a checksum of the parts' checksums, could not give). Both are taken
+of each chunk as it is copied into its part, while its bytes are still in the CPU's cache.
 
 A video that ends within its first part is one PutObject carrying its SHA-256 (which is then also the
 SHA-256 of the whole): one call instead of CreateMultipartUpload, UploadPart and CompleteMultipartUpload.
@@ -47,8 +48,8 @@ MIN_PART_SIZE = 5 * MIB
 MAX_PART_SIZE = 16 * MIB
 MAX_PARTS = 10_000  # S3's limit per upload
 # The part buffers together (being filled and in flight) stay within this; at most this many parts in flight.
-PART_BUFFERS_BYTES = 32 * MIB
-MAX_PARTS_IN_FLIGHT = 3
+PART_BUFFERS_BYTES = 40 * MIB
+MAX_PARTS_IN_FLIGHT = 4
 
 
 __all__ = ["EmptyVideo", "S3VideoStore", "StoredVideo", "VideoStoreFailed", "VideoTooLarge"]
@@ -100,9 +101,11 @@ class S3VideoStore:
 
     def _upload(self, upload: "_Upload", chunks: Iterable[bytes], max_bytes: int) -> tuple[int, str]:
         # Each part is copied once, into a reused bytearray, and sent from it without another copy (_PartBody).
+        # Both hashes are taken of each chunk as it is copied, while its bytes are in the CPU's cache.
         # A full part is sent when the next byte arrives, not before: the last part may be the only one.
         part = upload.free_buffer()
         filled = 0
+        crc32 = 0
         size = 0
         whole = hashlib.sha256()
         for chunk in chunks:
@@ -113,18 +116,20 @@ class S3VideoStore:
             view = memoryview(chunk)
             while view:
                 if filled == self.part_size:
-                    upload.send_part(part, filled)
+                    upload.send_part(part, filled, crc32)
                     part = upload.free_buffer()
-                    filled = 0
+                    filled = crc32 = 0
                 taken = min(len(view), self.part_size - filled)
-                part[filled : filled + taken] = view[:taken]  # in place, or appended while the buffer is new
+                piece = view[:taken]
+                part[filled : filled + taken] = piece  # in place, or appended while the buffer is new
+                crc32 = zlib.crc32(piece, crc32)
                 filled += taken
                 view = view[taken:]
         if size == 0:
             raise EmptyVideo()
         digest = whole.digest()
         if upload.is_multipart:
-            upload.send_part(part, filled)
+            upload.send_part(part, filled, crc32)
             upload.complete()
         else:
             upload.put(part, filled, _b64(digest))
@@ -153,9 +158,6 @@ class _PartBody:
 
     def __len__(self) -> int:
         return len(self._view)
-
-    def crc32_b64(self) -> str:
-        return _b64(zlib.crc32(self._view).to_bytes(4, "big"))
 
     def as_file(self) -> IO[bytes]:
         return cast("IO[bytes]", self)
@@ -232,14 +234,16 @@ class _Upload:
         self._raise_failure()
         return buffer
 
-    def send_part(self, part: bytearray, length: int) -> None:
-        """Hands the first `length` bytes of `part` to a worker as the next part; the buffer comes back when sent."""
+    def send_part(self, part: bytearray, length: int, crc32: int) -> None:
+        """Hands the first `length` bytes of `part` (their CRC32: `crc32`) to a worker as the next part; the
+        buffer comes back when it is sent."""
         self._raise_failure()
         upload_id = self._upload_id or self._create()
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self._parts_in_flight, thread_name_prefix="upload-part")
         number = len(self._sent) + 1
-        self._sent.append(self._executor.submit(self._upload_part, upload_id, number, part, length))
+        checksum = _b64(crc32.to_bytes(4, "big"))
+        self._sent.append(self._executor.submit(self._upload_part, upload_id, number, part, length, checksum))
 
     def complete(self) -> None:
         assert self._upload_id is not None  # store() sends at least one part before it completes
@@ -275,13 +279,14 @@ class _Upload:
             # the parts of an upload we could not abort.
             logger.warning("could not abort a multipart upload", extra={"key": self._key}, exc_info=True)
 
-    def _upload_part(self, upload_id: str, number: int, part: bytearray, length: int) -> "CompletedPartTypeDef":
+    def _upload_part(
+        self, upload_id: str, number: int, part: bytearray, length: int, checksum: str
+    ) -> "CompletedPartTypeDef":
         """A worker's task: uploads one part, then gives its buffer back (also when it failed)."""
         try:
             if self._failure is not None:  # another part failed: this one would only be aborted
                 raise VideoStoreFailed("S3 UploadPart skipped: an earlier part failed")
             with _s3_call("UploadPart"), _PartBody(part, length) as body:
-                checksum = body.crc32_b64()
                 # Our own checksum also stops botocore from computing one (and reading the part once more).
                 response = self._client.upload_part(
                     Bucket=self._bucket,
