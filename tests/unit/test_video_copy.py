@@ -2,6 +2,9 @@
 
 import base64
 import hashlib
+import threading
+import time
+import zlib
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -11,15 +14,19 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from avatarjobs import composition
+from avatarjobs.adapters import aws_clients
 from avatarjobs.adapters.video_store import MIB, EmptyVideo, S3VideoStore, VideoTooLarge
 from avatarjobs.domain.video_copy import (
     ACCEPTED_CONTENT_TYPES,
+    DEFAULT_MAX_VIDEO_BYTES,
     CopyFailed,
     StoredVideo,
     VideoCopier,
     host_is_listed,
 )
 from avatarjobs.net.safe_fetch import FetchError
+from avatarjobs.settings import InvalidSetting, ProviderSettings
 from tests.support.generated_video import FTYP_BOX
 
 if TYPE_CHECKING:
@@ -112,6 +119,14 @@ def assert_nothing_stored(s3: "S3Client") -> None:
     assert pending_uploads(s3) == []
 
 
+def crc32(data: bytes) -> bytes:
+    return zlib.crc32(data).to_bytes(4, "big")
+
+
+def crc32_b64(data: bytes) -> str:
+    return base64.b64encode(crc32(data)).decode()
+
+
 def sha256_b64(data: bytes) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
@@ -121,7 +136,9 @@ def test_streams_the_video_into_one_object_in_parts_with_their_checksums(s3: "S3
     sent_parts: list[dict[str, Any]] = []
 
     def record_part(params: dict[str, Any], **_: Any) -> None:
-        sent_parts.append({"number": params["PartNumber"], "size": len(params["Body"].getvalue()), **params})
+        sent_parts.append({"number": params["PartNumber"], "size": len(params["Body"]), **params})
+        if params["PartNumber"] == 1:
+            time.sleep(0.2)  # parts are uploaded side by side: the first one lands after the others
 
     s3.meta.events.register("provide-client-params.s3.UploadPart", record_part)
     # Odd chunk sizes, so chunks straddle part boundaries; one chunk is larger than a whole part.
@@ -144,28 +161,100 @@ def test_streams_the_video_into_one_object_in_parts_with_their_checksums(s3: "S3
     assert stored["Body"].read() == body
     assert stored["ContentType"] == "video/mp4"
     assert stored["ETag"].strip('"').endswith("-4")  # a multipart object of four parts
-    # Parts of exactly part_size but the last, each sent with the SHA-256 of its own bytes.
+    # Parts of exactly part_size but the last, each sent with the CRC32 of its own bytes.
     parts = [body[start : start + PART_SIZE] for start in range(0, len(body), PART_SIZE)]
+    sent_parts.sort(key=lambda part: part["number"])
     assert [(part["number"], part["size"]) for part in sent_parts] == [
         (1, PART_SIZE),
         (2, PART_SIZE),
         (3, PART_SIZE),
         (4, 4321),
     ]
-    assert [part["ChecksumSHA256"] for part in sent_parts] == [sha256_b64(part) for part in parts]
+    assert [part["ChecksumCRC32"] for part in sent_parts] == [crc32_b64(part) for part in parts]
     # S3 (here moto) derives the object's composite checksum from the bytes it received: it matches ours.
-    composite = sha256_b64(b"".join(hashlib.sha256(part).digest() for part in parts))
-    assert stored["ChecksumSHA256"] == f"{composite}-4"
+    composite = base64.b64encode(zlib.crc32(b"".join(crc32(part) for part in parts)).to_bytes(4, "big")).decode()
+    assert stored["ChecksumCRC32"] == f"{composite}-4"
     assert pending_uploads(s3) == []
 
 
-def test_a_video_smaller_than_one_part_is_one_part(s3: "S3Client") -> None:
-    body = video_body(1000)
+def recorded_calls(s3: "S3Client") -> list[str]:
+    """The names of the S3 operations called from now on, in the order they were called (any thread)."""
+    calls: list[str] = []
 
-    output = copier(s3, FakeFetcher([body[:3], body[3:5], body[5:]])).copy(JOB_ID, "fal", FAL_URL)
+    def record(model: Any, **_: Any) -> None:
+        calls.append(model.name)
 
-    assert (output.size, output.sha256) == (1000, hashlib.sha256(body).hexdigest())
-    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == body
+    s3.meta.events.register("provide-client-params.s3", record)
+    return calls
+
+
+@pytest.mark.parametrize("size", [1000, PART_SIZE])
+def test_a_video_that_fits_in_one_part_is_one_put_object_with_its_sha256(s3: "S3Client", size: int) -> None:
+    body = video_body(size)
+    calls = recorded_calls(s3)
+    sent: list[dict[str, Any]] = []
+    s3.meta.events.register("provide-client-params.s3.PutObject", lambda params, **_: sent.append(dict(params)))
+
+    output = copier(s3, FakeFetcher([body[:3], body[3:5], *in_chunks(body[5:], MIB)])).copy(JOB_ID, "fal", FAL_URL)
+
+    assert calls == ["PutObject"]  # no CreateMultipartUpload, UploadPart, CompleteMultipartUpload
+    assert output.model_dump() == {
+        "bucket": BUCKET,
+        "key": KEY,
+        "size": size,
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "content_type": "video/mp4",
+    }
+    assert sent[0]["ChecksumSHA256"] == sha256_b64(body)
+    assert sent[0]["ContentType"] == "video/mp4"
+    stored = s3.get_object(Bucket=BUCKET, Key=KEY, ChecksumMode="ENABLED")
+    assert stored["Body"].read() == body
+    assert stored["ContentType"] == "video/mp4"
+    assert stored["ChecksumSHA256"] == sha256_b64(body)  # kept, and checked by S3 (not by moto) against the bytes
+    assert "-" not in stored["ETag"]  # a plain object, not a multipart one
+    assert pending_uploads(s3) == []
+
+
+def test_one_byte_more_than_a_part_is_a_multipart_upload_of_two_parts(s3: "S3Client") -> None:
+    body = video_body(PART_SIZE + 1)
+    calls = recorded_calls(s3)
+
+    output = copier(s3, FakeFetcher(in_chunks(body, MIB))).copy(JOB_ID, "fal", FAL_URL)
+
+    assert calls == ["CreateMultipartUpload", "UploadPart", "UploadPart", "CompleteMultipartUpload"]
+    assert output.sha256 == hashlib.sha256(body).hexdigest()
+    stored = s3.get_object(Bucket=BUCKET, Key=KEY)
+    assert stored["Body"].read() == body
+    assert stored["ETag"].strip('"').endswith("-2")
+
+
+def test_a_refused_put_object_is_retryable_and_leaves_nothing(s3: "S3Client") -> None:
+    def refuse(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "SlowDown", "Message": "reduce your request rate"}}, "PutObject")
+
+    calls = recorded_calls(s3)
+    s3.meta.events.register("before-call.s3.PutObject", refuse)
+
+    with pytest.raises(CopyFailed) as failure:
+        copier(s3, FakeFetcher([video_body(1000)])).copy(JOB_ID, "fal", FAL_URL)
+
+    assert failure.value.retryable
+    assert "PutObject failed (SlowDown)" in failure.value.reason
+    assert calls == ["PutObject"]
+    assert_nothing_stored(s3)
+
+
+def test_a_body_refused_before_its_first_part_costs_no_s3_call(s3: "S3Client") -> None:
+    calls = recorded_calls(s3)
+
+    with pytest.raises(CopyFailed):
+        copier(s3, FakeFetcher(in_chunks(b"<html>" + bytes(3 * PART_SIZE), MIB))).copy(JOB_ID, "fal", FAL_URL)
+    with pytest.raises(CopyFailed):
+        copier(s3, FakeFetcher(in_chunks(video_body(3 * PART_SIZE), MIB)), max_bytes=PART_SIZE).copy(
+            JOB_ID, "fal", FAL_URL
+        )
+
+    assert calls == []
 
 
 def test_a_read_error_in_the_middle_aborts_the_upload(s3: "S3Client") -> None:
@@ -371,3 +460,224 @@ def test_part_sizes_outside_s3s_and_our_bounds_are_refused(s3: "S3Client", part_
 
 def test_accepted_content_types_include_fals_octet_stream() -> None:
     assert {"video/mp4", "application/octet-stream"} == ACCEPTED_CONTENT_TYPES
+
+
+def test_parts_are_uploaded_side_by_side_and_the_download_stays_one_part_ahead(s3: "S3Client") -> None:
+    body = video_body(7 * PART_SIZE + 999)
+    chunks_read = 0
+    read_when_both_were_in_flight = 0
+    in_flight = 0
+    most_in_flight = 0
+    lock = threading.Lock()
+    # The first two parts wait for each other (the copy fails unless two parts really are in flight together),
+    # then stay in flight while the download runs ahead as far as it may.
+    both_first_parts = threading.Barrier(2, timeout=30)
+    counted = threading.Event()
+
+    def chunks() -> Iterator[bytes]:
+        nonlocal chunks_read
+        for chunk in in_chunks(body, MIB):
+            chunks_read += 1
+            yield chunk
+
+    def part_starts(params: dict[str, Any], **_: Any) -> None:
+        nonlocal in_flight, most_in_flight, read_when_both_were_in_flight
+        with lock:
+            in_flight += 1
+            most_in_flight = max(most_in_flight, in_flight)
+        if params["PartNumber"] <= 2:
+            both_first_parts.wait()
+        if params["PartNumber"] == 1:
+            time.sleep(0.3)
+            read_when_both_were_in_flight = chunks_read
+            counted.set()
+        elif params["PartNumber"] == 2:
+            counted.wait(timeout=30)
+
+    def part_lands(**_: Any) -> None:
+        nonlocal in_flight
+        with lock:
+            in_flight -= 1
+
+    s3.meta.events.register("provide-client-params.s3.UploadPart", part_starts)
+    s3.meta.events.register("after-call.s3.UploadPart", part_lands)
+    store = S3VideoStore(s3, BUCKET, part_size=PART_SIZE, parts_in_flight=2)
+
+    output = VideoCopier(FakeFetcher(chunks()), store, MEDIA_HOSTS).copy(JOB_ID, "fal", FAL_URL)
+
+    assert output.sha256 == hashlib.sha256(body).hexdigest()
+    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == body
+    assert most_in_flight == 2
+    # While parts 1 and 2 were in flight, part 3 could be read, and the first chunk of part 4 (which tells that
+    # part 3 is full): memory holds at most parts_in_flight + 1 parts, however long the video.
+    parts_ahead = 3 * PART_SIZE // MIB + 1
+    assert read_when_both_were_in_flight <= parts_ahead < chunks_read
+
+
+def test_an_upload_is_aborted_only_after_the_parts_in_flight_have_landed(s3: "S3Client") -> None:
+    body = video_body(3 * PART_SIZE)
+    events: list[str] = []
+
+    def slow_first_part(params: dict[str, Any], **_: Any) -> None:
+        if params["PartNumber"] == 1:
+            time.sleep(0.3)  # still in flight when the download breaks
+
+    s3.meta.events.register("provide-client-params.s3.UploadPart", slow_first_part)
+    s3.meta.events.register("after-call.s3.UploadPart", lambda **_: events.append("part landed"))
+    s3.meta.events.register("before-call.s3.AbortMultipartUpload", lambda **_: events.append("abort"))
+    broken = FetchError("the connection failed (ReadError)", retryable=True)
+    store = S3VideoStore(s3, BUCKET, part_size=PART_SIZE, parts_in_flight=2)
+    chunks = failing_after(in_chunks(body[: 2 * PART_SIZE + MIB], MIB), broken)
+
+    with pytest.raises(CopyFailed) as failure:
+        VideoCopier(FakeFetcher(chunks), store, MEDIA_HOSTS).copy(JOB_ID, "fal", FAL_URL)
+
+    assert failure.value.retryable
+    assert events == ["part landed", "part landed", "abort"]
+    assert_nothing_stored(s3)
+
+
+def test_a_failed_part_stops_the_download_and_no_later_part_is_sent(s3: "S3Client") -> None:
+    body = video_body(8 * PART_SIZE)
+    part_uploads: list[int] = []
+    chunks_read = 0
+
+    def refuse_first_part(params: dict[str, Any], **_: Any) -> None:
+        part_uploads.append(params["PartNumber"])
+        if params["PartNumber"] == 1:
+            raise ClientError({"Error": {"Code": "InternalError", "Message": "try again"}}, "UploadPart")
+
+    def chunks() -> Iterator[bytes]:
+        nonlocal chunks_read
+        for chunk in in_chunks(body, MIB):
+            chunks_read += 1
+            yield chunk
+
+    s3.meta.events.register("provide-client-params.s3.UploadPart", refuse_first_part)
+    store = S3VideoStore(s3, BUCKET, part_size=PART_SIZE, parts_in_flight=1)
+
+    with pytest.raises(CopyFailed) as failure:
+        VideoCopier(FakeFetcher(chunks()), store, MEDIA_HOSTS).copy(JOB_ID, "fal", FAL_URL)
+
+    assert failure.value.retryable
+    assert "UploadPart failed (InternalError)" in failure.value.reason
+    # The part being filled when part 1 failed may have been handed over; nothing after it.
+    assert part_uploads in ([1], [1, 2])
+    assert chunks_read <= 3 * PART_SIZE // MIB + 1  # not the 40 chunks of the whole body
+    assert_nothing_stored(s3)
+
+
+@pytest.mark.parametrize("parts_in_flight", [0, -1])
+def test_at_least_one_part_is_in_flight(s3: "S3Client", parts_in_flight: int) -> None:
+    with pytest.raises(ValueError, match="parts_in_flight"):
+        S3VideoStore(s3, BUCKET, part_size=PART_SIZE, parts_in_flight=parts_in_flight)
+
+
+@pytest.mark.parametrize(
+    ("part_size", "parts_in_flight"),
+    [(5 * MIB, 4), (8 * MIB, 4), (12 * MIB, 2), (16 * MIB, 1), (16 * 1024, 4)],
+)
+def test_the_part_buffers_stay_within_40_mib(s3: "S3Client", part_size: int, parts_in_flight: int) -> None:
+    store = S3VideoStore(s3, BUCKET, part_size=part_size, min_part_size=min(part_size, 5 * MIB))
+
+    assert store.parts_in_flight == parts_in_flight
+    assert (store.parts_in_flight + 1) * part_size <= 40 * MIB
+
+
+@pytest.fixture
+def local_stack_parts(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """The local stack's settings with 16 KiB parts, and a moto that accepts them (S3_UPLOAD_PART_MIN_SIZE)."""
+    part_bytes = 16 * 1024
+    monkeypatch.setenv("AVATARJOBS_ALLOW_LOOPBACK_HTTP", "1")
+    monkeypatch.setenv("FINALIZE_PART_BYTES", str(part_bytes))
+    monkeypatch.setenv("FAL_MEDIA_HOSTS", "127.0.0.1")
+    monkeypatch.setattr("moto.s3.models.S3_UPLOAD_PART_MIN_SIZE", part_bytes)
+    composition.reset()
+    yield part_bytes
+    composition.reset()
+
+
+def test_the_local_stack_can_copy_a_small_video_in_many_small_parts(
+    s3: "S3Client", local_stack_parts: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a failure suite needs to make S3 part uploads fail: parts in ~100 kB emulator videos."""
+    body = video_body(100_000)
+    fetcher = FakeFetcher(in_chunks(body, 4096))
+    monkeypatch.setattr(composition, "_safe_fetcher", lambda: fetcher)
+    calls = recorded_calls(aws_clients.s3())
+
+    output = composition.video_copier(BUCKET).copy(JOB_ID, "fal", "http://127.0.0.1:8123/video.mp4")
+
+    parts = -(-len(body) // local_stack_parts)
+    assert parts == 7
+    assert calls == ["CreateMultipartUpload", *["UploadPart"] * parts, "CompleteMultipartUpload"]
+    assert output.sha256 == hashlib.sha256(body).hexdigest()
+    stored = s3.get_object(Bucket=BUCKET, Key=KEY)
+    assert stored["Body"].read() == body
+    assert stored["ETag"].strip('"').endswith(f"-{parts}")
+    # 10,000 parts of 16 KiB: the largest video the local stack then takes is smaller than the 2 GiB limit.
+    assert fetcher.calls[0]["max_bytes"] == 10_000 * local_stack_parts
+
+
+def test_a_deployed_finalizer_uses_8_mib_parts_and_the_2_gib_limit(
+    s3: "S3Client", monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AVATARJOBS_ALLOW_LOOPBACK_HTTP", "FINALIZE_PART_BYTES"):
+        monkeypatch.delenv(name, raising=False)
+    fetcher = FakeFetcher([video_body(1000)])
+    monkeypatch.setattr(composition, "_safe_fetcher", lambda: fetcher)
+    composition.reset()
+    try:
+        composition.video_copier(BUCKET).copy(JOB_ID, "fal", FAL_URL)
+    finally:
+        composition.reset()
+
+    assert fetcher.calls[0]["max_bytes"] == DEFAULT_MAX_VIDEO_BYTES
+    assert composition.provider_settings().finalize_part_bytes == 8 * MIB
+
+
+@pytest.mark.parametrize(
+    ("local_stack", "value", "expected"),
+    [
+        (False, None, 8 * MIB),
+        (False, "", 8 * MIB),
+        (False, str(12 * MIB), 12 * MIB),
+        (False, str(16 * MIB), 16 * MIB),
+        (True, None, 8 * MIB),
+        (True, "16384", 16384),
+        (True, "1024", 1024),
+        (True, str(16 * MIB), 16 * MIB),
+    ],
+)
+def test_the_part_size_setting(
+    monkeypatch: pytest.MonkeyPatch, local_stack: bool, value: str | None, expected: int
+) -> None:
+    monkeypatch.setenv("AVATARJOBS_ALLOW_LOOPBACK_HTTP", "1" if local_stack else "")
+    if value is None:
+        monkeypatch.delenv("FINALIZE_PART_BYTES", raising=False)
+    else:
+        monkeypatch.setenv("FINALIZE_PART_BYTES", value)
+
+    assert ProviderSettings.from_environment().finalize_part_bytes == expected
+
+
+@pytest.mark.parametrize(
+    ("local_stack", "value"),
+    [
+        (False, "16384"),  # small parts are for the local stack only
+        (False, str(5 * MIB)),  # S3 takes it, DESIGN.md says 8-16 MiB
+        (False, str(16 * MIB + 1)),
+        (False, "8MiB"),
+        (True, "1023"),
+        (True, str(16 * MIB + 1)),
+        (True, "-16384"),
+    ],
+)
+def test_part_sizes_outside_the_range_are_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, local_stack: bool, value: str
+) -> None:
+    monkeypatch.setenv("AVATARJOBS_ALLOW_LOOPBACK_HTTP", "1" if local_stack else "")
+    monkeypatch.setenv("FINALIZE_PART_BYTES", value)
+
+    with pytest.raises(InvalidSetting, match="FINALIZE_PART_BYTES"):
+        ProviderSettings.from_environment()

@@ -49,6 +49,30 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes"}
 
 
+MIB = 1024 * 1024
+# DESIGN.md: the video is uploaded in parts of 8-16 MiB.
+FINALIZE_PART_BYTES_DEFAULT = 8 * MIB
+FINALIZE_PART_BYTES_RANGE = (8 * MIB, 16 * MIB)
+# The local stack's videos are ~100 kB: tests that need several parts (part failures) set smaller ones. Its moto
+# must then accept them: S3_UPLOAD_PART_MIN_SIZE in moto's environment, at most this size.
+FINALIZE_PART_BYTES_LOCAL_RANGE = (1024, 16 * MIB)
+
+
+class InvalidSetting(ValueError):
+    pass
+
+
+def _finalize_part_bytes(local_stack: bool) -> int:
+    raw = (os.environ.get("FINALIZE_PART_BYTES") or "").strip()
+    if not raw:
+        return FINALIZE_PART_BYTES_DEFAULT
+    low, high = FINALIZE_PART_BYTES_LOCAL_RANGE if local_stack else FINALIZE_PART_BYTES_RANGE
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        where = "on the local stack (AVATARJOBS_ALLOW_LOOPBACK_HTTP)" if local_stack else "outside the local stack"
+        raise InvalidSetting(f"FINALIZE_PART_BYTES must be a number of bytes from {low} to {high} {where}: {raw!r}")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class ProviderSettings:
     """Where the providers are and how they reach us (DESIGN.md, "Providers")."""
@@ -65,9 +89,13 @@ class ProviderSettings:
     # Where each provider's videos may be downloaded from (a name matches itself and its subdomains).
     media_hosts: dict[str, tuple[str, ...]]
     webhook_overdue_seconds: int
+    # The size of the parts finalize uploads a video in (and the largest video sent as one PutObject): 8 MiB
+    # unless FINALIZE_PART_BYTES says otherwise; below 8 MiB only on the local stack, whose moto is told to accept it.
+    finalize_part_bytes: int
 
     @classmethod
     def from_environment(cls) -> "ProviderSettings":
+        allow_loopback_http = _flag("AVATARJOBS_ALLOW_LOOPBACK_HTTP")
         return cls(
             fal_queue_base_url=os.environ.get("FAL_QUEUE_BASE_URL") or "https://queue.fal.run",
             fal_jwks_url=os.environ.get("FAL_JWKS_URL") or "https://rest.alpha.fal.ai/.well-known/jwks.json",
@@ -75,10 +103,11 @@ class ProviderSettings:
             public_base_url=(os.environ.get("PUBLIC_BASE_URL") or "").rstrip("/") or None,
             fal_key_secret_arn=os.environ.get("FAL_KEY_SECRET_ARN") or None,
             mirako_key_secret_arn=os.environ.get("MIRAKO_KEY_SECRET_ARN") or None,
-            allow_loopback_http=_flag("AVATARJOBS_ALLOW_LOOPBACK_HTTP"),
+            allow_loopback_http=allow_loopback_http,
             media_hosts={
                 "fal": _host_list("FAL_MEDIA_HOSTS", "fal.media,fal.run"),
                 "mirako": _host_list("MIRAKO_MEDIA_HOSTS", "mirako.co,mirako.ai"),
             },
             webhook_overdue_seconds=int(os.environ.get("WEBHOOK_OVERDUE_SECONDS") or 600),
+            finalize_part_bytes=_finalize_part_bytes(local_stack=allow_loopback_http),
         )
