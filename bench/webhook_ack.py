@@ -53,6 +53,7 @@ from nacl.signing import SigningKey
 
 from avatarjobs import composition
 from avatarjobs.adapters import aws_clients
+from bench.aws_calls import FAL, FAL_MODEL, JOB_REQUEST, JWKS_URL, VIDEO_URL
 from bench.stats import percentile
 from devstack.cloudformation import REGION, Stack, provision
 from devstack.moto_server import FAKE_CREDENTIALS, local_session
@@ -66,18 +67,6 @@ from tests.lambda_context import LambdaContext
 DELIVERIES = 1_000
 TARGET_RATIO = 1.5  # p50 of the handler over p50 of the floor
 FUNCTIONS = ("ApiFunction", "DispatchFunction", "WebhookFunction")
-FAL = "https://queue.fal.run"
-FAL_MODEL = "fal-ai/ai-avatar/multi-text"
-JWKS_URL = "https://rest.alpha.fal.ai/.well-known/jwks.json"
-VIDEO_URL = "https://v3.fal.media/files/zebra/30b76b90c2164f9a926527497c20832b.mp4"
-JOB_REQUEST = {
-    "provider": "fal",
-    "model": FAL_MODEL,
-    "image_url": "https://example.com/face.png",
-    "first_text_input": "Hi.",
-    "second_text_input": "Hello!",
-    "prompt": "Two people talking.",
-}
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,11 @@ stack's plumbing (gateway, pollers, stream, rules), and a prompt tells the fake 
 
 import json
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,6 +20,7 @@ import pytest
 from devstack.cloudformation import REGION
 from devstack.moto_server import local_session
 from devstack.stack import LocalStack
+from tests.support.loopback_server import serving
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -94,14 +94,9 @@ def _fal_handler(fake: FakeFal) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture(scope="module")
 def fake_fal() -> Iterator[FakeFal]:
     fake = FakeFal()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _fal_handler(fake))
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
-    thread.start()
-    yield fake
-    server.shutdown()
-    thread.join()
-    server.server_close()
+    with serving(_fal_handler(fake)) as url:
+        fake.url = url
+        yield fake
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,12 @@ import base64
 import hashlib
 import io
 import json
-import threading
 import time
 import uuid
 import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -45,6 +44,7 @@ from devstack.media import SAMPLE_FACE
 from devstack.moto_server import local_session
 from devstack.stack import LocalStack
 from tests.support.generated_video import generated_chunks
+from tests.support.loopback_server import serving
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -163,14 +163,9 @@ def _handler(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture(scope="module")
 def providers() -> Iterator[FakeProviders]:
     fake = FakeProviders()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
-    thread.start()
-    yield fake
-    server.shutdown()
-    thread.join()
-    server.server_close()
+    with serving(_handler(fake)) as url:
+        fake.url = url
+        yield fake
 
 
 @pytest.fixture(scope="module")
