@@ -5,9 +5,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from avatarjobs.adapters.jobs_table import job_from_item
-from avatarjobs.composition import subscribers
-from avatarjobs.domain.job_events import subscriber_event
+from avatarjobs.composition import job_notifier
 from avatarjobs.observability import logger, metrics, tracer
 from avatarjobs.partial_batch import PartialBatchResponse, process_stream_batch
 
@@ -19,16 +17,14 @@ from avatarjobs.partial_batch import PartialBatchResponse, process_stream_batch
 
 @tracer.capture_method
 def notify_record(record: dict[str, Any]) -> None:
-    # The raw AttributeValue images, decoded as the repository decodes its items (the data class would turn
-    # them into plain values, numbers into Decimals). REMOVE (a TTL delete) has no new image: nothing to tell.
+    # The raw AttributeValue images, decoded as the repository decodes its items. REMOVE (a TTL delete) has no
+    # new image: nothing to tell.
     images: dict[str, Any] = record["dynamodb"]
     if "NewImage" not in images:
         return
-    old = job_from_item(images["OldImage"]) if "OldImage" in images else None
-    event = subscriber_event(old, job_from_item(images["NewImage"]))
+    event = job_notifier().notify(images.get("OldImage"), images["NewImage"])
     if event is None:
         return
-    subscribers().publish(event)
     logger.info("job event published", extra={"event_id": event.event_id, "type": event.type})
     metrics.add_metric(name="JobEventsPublished", unit=MetricUnit.Count, value=1)
 

@@ -16,11 +16,11 @@ if TYPE_CHECKING:
     from avatarjobs.adapters.job_queues import SqsRedelivery
     from avatarjobs.adapters.jobs_table import DynamoJobsRepository
     from avatarjobs.adapters.media_store import S3MediaStore
-    from avatarjobs.adapters.subscribers import Subscribers
     from avatarjobs.domain.dead_letters import DeadLetters
     from avatarjobs.domain.dispatch_service import Dispatcher
     from avatarjobs.domain.finalize_service import Finalizer
     from avatarjobs.domain.intake import Intake
+    from avatarjobs.domain.job_events import JobNotifier
     from avatarjobs.domain.jobs_service import JobsService
     from avatarjobs.domain.provider_progress import ProviderProgress
     from avatarjobs.domain.reconcile_service import Reconciler
@@ -198,14 +198,16 @@ def finalize_redelivery() -> SqsRedelivery:
 
 
 @once_per_process
-def subscribers() -> Subscribers:
+def job_notifier() -> JobNotifier:
     from avatarjobs.adapters import aws_clients
     from avatarjobs.adapters.event_bus import JobEventBus
+    from avatarjobs.adapters.jobs_table import job_from_item
     from avatarjobs.adapters.subscribers import Subscribers
+    from avatarjobs.domain.job_events import JobNotifier
 
     topic = _required_setting(settings().job_events_topic_arn, "JOB_EVENTS_TOPIC_ARN")
     bus = _required_setting(settings().job_event_bus_name, "JOB_EVENT_BUS_NAME")
-    return Subscribers(aws_clients.sns(), topic, JobEventBus(aws_clients.events(), bus))
+    return JobNotifier(job_from_item, Subscribers(aws_clients.sns(), topic, JobEventBus(aws_clients.events(), bus)))
 
 
 @once_per_process

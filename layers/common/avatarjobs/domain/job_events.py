@@ -5,7 +5,8 @@ most once per job, so the id is the same however often the transition is deliver
 duplicates by it (delivery is at least once).
 """
 
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -79,3 +80,23 @@ def subscriber_event(old: Job | None, new: Job) -> SubscriberEvent | None:
         created_at=new.created_at,
         finished_at=new.timeline.get(new.status) or new.status_since,
     )
+
+
+class EventPublisher(Protocol):
+    def publish(self, event: SubscriberEvent) -> None: ...
+
+
+class JobNotifier:
+    """Tells subscribers of a job's terminal transition, given its item before and after (as the table stores it)."""
+
+    def __init__(self, decode: Callable[[dict[str, Any]], Job], publisher: EventPublisher) -> None:
+        self._decode = decode
+        self._publisher = publisher
+
+    def notify(self, old_item: dict[str, Any] | None, new_item: dict[str, Any]) -> SubscriberEvent | None:
+        """The event published, or None when the change tells subscribers nothing."""
+        old = self._decode(old_item) if old_item is not None else None
+        event = subscriber_event(old, self._decode(new_item))
+        if event is not None:
+            self._publisher.publish(event)
+        return event
