@@ -97,7 +97,8 @@ def _cold_start_section(result: cold_start.ColdStartResult) -> list[str]:
         "moved from the import into the first invocation. A handler whose import is under the floor no longer "
         "imports boto3 at import time at all (its first invocation does, when it builds its clients).",
         "",
-        "The ratio includes boto3 itself (every handler imports it). The interpreters reuse the `__pycache__` "
+        "The floor is what every function pays before its first AWS call (its first invocation imports boto3 to "
+        "create its clients, if its import did not). The interpreters reuse the `__pycache__` "
         "written by the first run; in Lambda, /var/task is read-only and `sam build` does not precompile, so a "
         "real cold start also compiles every module and is slower than these figures.",
         "",
