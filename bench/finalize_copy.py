@@ -15,7 +15,6 @@ SHA-256 our copy reported must be too); then it is deleted, with no multipart up
 of the copying process and of moto's is recorded too: on a shared machine they say more than the wall time.
 """
 
-import hashlib
 import json
 import os
 import subprocess
@@ -33,7 +32,7 @@ from bench.finalize_copy_child import AVATARJOBS, CONTENDERS, UPLOAD_FILEOBJ
 from devstack.cloudformation import REGION
 from devstack.moto_server import FAKE_CREDENTIALS, local_session
 from devstack.processes import ChildServer, launch, stop_all
-from tests.support.generated_video import generated_sha256
+from tests.support.generated_video import generated_sha256, stored_size_and_sha256
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -153,17 +152,6 @@ def _run_child(contender: str, url: str, bucket: str, job_id: str, environment: 
     return figures
 
 
-def _stored(s3: "S3Client", bucket: str, key: str) -> tuple[int, str]:
-    """The size and SHA-256 of what S3 holds, read back in a stream."""
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-    digest = hashlib.sha256()
-    size = 0
-    for chunk in body.iter_chunks(MIB):
-        digest.update(chunk)
-        size += len(chunk)
-    return size, digest.hexdigest()
-
-
 def _process_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
@@ -173,7 +161,7 @@ def _verified(s3: "S3Client", bucket: str, job_id: str, figures: dict[str, Any],
     """The run's figures once S3 is seen to hold the whole video (which is then deleted)."""
     contender = figures["contender"]
     key = video_key(job_id)
-    stored = _stored(s3, bucket, key)
+    stored = stored_size_and_sha256(s3, bucket, key)
     if stored != expected:
         raise BenchFailed(f"{contender}: S3 holds {stored} (size, SHA-256), not {expected}")
     if figures["size"] != expected[0]:

@@ -8,6 +8,10 @@ stored in the wrong place changes the SHA-256).
 import hashlib
 import random
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 CHUNK_BYTES = 1024 * 1024
 # size 24, type ftyp, major brand isom, minor version 0x200, compatible brands isom, iso2
@@ -35,3 +39,14 @@ def generated_sha256(size: int, seed: int = 0) -> str:
     for chunk in generated_chunks(size, seed):
         digest.update(chunk)
     return digest.hexdigest()
+
+
+def stored_size_and_sha256(s3: "S3Client", bucket: str, key: str) -> tuple[int, str]:
+    """The size and SHA-256 of what S3 holds under `key`, read back in a stream (never held whole)."""
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in body.iter_chunks(CHUNK_BYTES):
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest.hexdigest()

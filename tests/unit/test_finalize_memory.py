@@ -9,7 +9,6 @@ in the middle must leave neither an object nor an open upload. (bench/finalize_c
 set of a 1 GiB copy, native memory included, in a fresh process.)
 """
 
-import hashlib
 import time
 import tracemalloc
 import uuid
@@ -27,7 +26,7 @@ from avatarjobs.domain.job import JobOutput
 from avatarjobs.domain.video_copy import CopyFailed, VideoCopier
 from avatarjobs.net.safe_fetch import SafeFetcher
 from devstack.processes import server_process
-from tests.support.generated_video import generated_chunks, generated_sha256
+from tests.support.generated_video import generated_chunks, generated_sha256, stored_size_and_sha256
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -100,16 +99,6 @@ def traced_peak(action: Callable[[], JobOutput]) -> tuple[JobOutput | CopyFailed
     return outcome, peak, elapsed
 
 
-def stored_sha256(s3: "S3Client", bucket: str) -> tuple[int, str]:
-    body = s3.get_object(Bucket=bucket, Key=KEY)["Body"]
-    digest = hashlib.sha256()
-    size = 0
-    for chunk in body.iter_chunks(MIB):
-        digest.update(chunk)
-        size += len(chunk)
-    return size, digest.hexdigest()
-
-
 def test_a_256_mib_video_is_streamed_into_s3_in_bounded_memory(
     s3: "S3Client", bucket: str, fetcher: SafeFetcher, video_server: str, record_property: Callable[[str, object], None]
 ) -> None:
@@ -130,7 +119,7 @@ def test_a_256_mib_video_is_streamed_into_s3_in_bounded_memory(
         bucket=bucket, key=KEY, size=VIDEO_BYTES, sha256=expected_sha256, content_type="video/mp4"
     )
     # What S3 holds, read back: not only what the copier says it sent.
-    assert stored_sha256(s3, bucket) == (VIDEO_BYTES, expected_sha256)
+    assert stored_size_and_sha256(s3, bucket, KEY) == (VIDEO_BYTES, expected_sha256)
     head = s3.head_object(Bucket=bucket, Key=KEY)
     assert head["ContentType"] == "video/mp4"
     assert head["ETag"].strip('"').endswith(f"-{-(-VIDEO_BYTES // (8 * MIB))}")  # 8 MiB parts
