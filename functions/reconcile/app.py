@@ -15,5 +15,6 @@ from avatarjobs.observability import logger, metrics, tracer
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = reconciler().run(utc_now())
     metrics.add_metric(name="JobsTimedOut", unit="Count", value=report.timed_out)
+    metrics.add_metric(name="JobsSubmissionUnconfirmed", unit="Count", value=report.unconfirmed)
     return {"polled": report.polled, "timed_out": report.timed_out, "requeued": report.requeued,
-            "errors": len(report.failed_to_handle)}  # fmt: skip
+            "unconfirmed": report.unconfirmed, "errors": len(report.failed_to_handle)}  # fmt: skip

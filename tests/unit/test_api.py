@@ -250,7 +250,12 @@ def test_a_queue_outage_without_a_key_fails_the_job_rather_than_forgetting_it(ca
     assert status == 200
     [job] = page["items"]
     assert job["status"] == "FAILED"
-    assert job["error"] == {"code": "ENQUEUE_FAILED", "message": "the job could not be queued", "retryable": True}
+    assert job["error"] == {
+        "code": "ENQUEUE_FAILED",
+        "message": "the job could not be queued",
+        "retryable": True,
+        "provider_code": None,
+    }
 
 
 # -- bad input ----------------------------------------------------------------------------------------------
@@ -280,7 +285,24 @@ BAD_BODIES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("mirako without speech", job_body("talking-avatar", audio_url=None), ["#/text"]),
     ("mirako with both", job_body("talking-avatar", text="Hi", voice_profile_id="v"), ["#/text"]),
     ("mirako text without voice", job_body("talking-avatar", audio_url=None, text="Hi"), ["#/voice_profile_id"]),
+    (
+        "multi without the second audio",
+        job_body("fal-ai/ai-avatar/multi", second_audio_url=None),
+        ["#/second_audio_url"],
+    ),
+    (
+        "multi with use_only_first_audio false and no second audio",
+        job_body("fal-ai/ai-avatar/multi", second_audio_url=None, use_only_first_audio=False),
+        ["#/second_audio_url"],
+    ),
 ]
+
+
+def test_multi_takes_one_audio_when_told_to_use_only_the_first(call: Call, stack: Stack) -> None:
+    body = job_body("fal-ai/ai-avatar/multi", second_audio_url=None, use_only_first_audio=True)
+    status, _, _ = call("POST", "/jobs", body=body)
+    assert status == 202
+    assert len(dispatch_messages(stack)) == 1
 
 
 @pytest.mark.parametrize(("body", "expected"), [case[1:] for case in BAD_BODIES], ids=[c[0] for c in BAD_BODIES])

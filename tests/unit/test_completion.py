@@ -411,6 +411,82 @@ def test_a_mirako_callback_whose_status_is_not_done_records_nothing_but_progress
     assert stored(job.job_id).status == JobStatus.RUNNING
 
 
+MIRAKO_STATUS = f"{MIRAKO}/v1/video/async_generate_talking_avatar/{{}}/status"
+MIRAKO_VIDEO = "https://cdn.mirako.co/v/x.mp4"
+
+
+def mirako_completed(task_id: str) -> httpx.Response:
+    return httpx.Response(200, json={"data": {"task_id": task_id, "status": "COMPLETED", "file_url": MIRAKO_VIDEO}})
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+
+
+@pytest.mark.parametrize("body", [{"id": "req-7f3a", "status": "COMPLETED"}, {"status": "COMPLETED"}, {}])
+def test_a_mirako_callback_naming_another_id_or_none_asks_about_the_jobs_own_task(
+    env: Stack, body: dict[str, Any]
+) -> None:
+    job, token = submitted_mirako_job()
+    own = respx.get(MIRAKO_STATUS.format("xdac2o3c")).mock(return_value=mirako_completed("xdac2o3c"))
+    other = respx.get(MIRAKO_STATUS.format("req-7f3a")).mock(return_value=httpx.Response(404))
+    assert deliver("mirako", job.job_id, json.dumps(body).encode(), bearer(token)) == (200, {"status": "recorded"})
+    assert (own.call_count, other.call_count) == (1, 0)
+    finalizing = stored(job.job_id)
+    assert (finalizing.status, finalizing.provider_request_id) == (JobStatus.FINALIZING, "xdac2o3c")
+
+
+def unconfirmed_mirako_job() -> tuple[Job, str]:
+    """A Mirako job whose submit answer was lost: SUBMITTED without a task id, its token's hash stored at claim."""
+    job, token = submitted_mirako_job()
+    job = composition.jobs_service()._jobs.update_fields(
+        job, now=job.updated_at, changes={"submission_unconfirmed": True}, remove=("provider_request_id",)
+    )
+    return job, token
+
+
+def test_a_mirako_callback_for_a_job_without_a_task_id_adopts_the_id_mirako_confirms(env: Stack) -> None:
+    job, token = unconfirmed_mirako_job()
+    status = respx.get(MIRAKO_STATUS.format("t-known")).mock(return_value=mirako_completed("t-known"))
+    body = json.dumps({"id": "t-known", "status": "COMPLETED"}).encode()
+    assert deliver("mirako", job.job_id, body, bearer(token)) == (200, {"status": "recorded"})
+    assert status.call_count == 2  # confirmed, then followed
+    adopted = stored(job.job_id)
+    assert (adopted.status, adopted.provider_request_id) == (JobStatus.FINALIZING, "t-known")
+    assert adopted.submission_unconfirmed is False
+
+
+def test_a_mirako_callback_naming_an_id_mirako_does_not_know_is_not_adopted(env: Stack) -> None:
+    job, token = unconfirmed_mirako_job()
+    problem = {"title": "Not Found", "status": 404, "detail": "task not found"}
+    respx.get(MIRAKO_STATUS.format("req-7f3a")).mock(
+        return_value=httpx.Response(404, json=problem, headers={"Content-Type": "application/problem+json"})
+    )
+    body = json.dumps({"id": "req-7f3a", "status": "COMPLETED"}).encode()
+    assert deliver("mirako", job.job_id, body, bearer(token)) == (200, {"status": "ignored"})
+    assert stored(job.job_id) == job
+
+
+def test_a_mirako_callback_racing_its_dispatcher_asks_to_be_sent_again(env: Stack) -> None:
+    request = MirakoTalkingAvatarRequest(
+        provider="mirako",
+        model="talking-avatar",
+        image_url="https://example.com/a.png",
+        audio_url="https://e.com/a.wav",
+    )
+    job = composition.jobs_service().create_job(OWNER, request).job
+    token, token_hash = new_webhook_token()
+    # The dispatcher holds the job and has stored the token's hash; its SUBMITTED write has not landed yet.
+    job = composition.jobs_service()._jobs.claim_for_dispatch(
+        job.job_id, now=job.created_at, lease_until=isoformat(utc_now() + timedelta(minutes=2)),
+        webhook_token_sha256=token_hash,
+    )  # fmt: skip
+    respx.get(MIRAKO_STATUS.format("req-7f3a")).mock(return_value=httpx.Response(404, json={"title": "Not Found"}))
+    body = json.dumps({"id": "req-7f3a", "status": "COMPLETED"}).encode()
+    assert deliver("mirako", job.job_id, body, bearer(token))[0] == 409
+    assert stored(job.job_id) == job
+
+
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong-token", "Basic Zm9vOmJhcg=="])
 def test_a_mirako_callback_without_the_jobs_token_is_refused(env: Stack, authorization: str | None) -> None:
     job, _ = submitted_mirako_job()
@@ -572,6 +648,99 @@ def test_a_job_past_its_deadline_times_out_and_is_canceled_at_the_provider(env: 
     assert cancel.call_count == 1
     assert notify_from_stream(env) == []
     told_once(channels, job.job_id, "job.timed_out")
+
+
+def fal_status_completed(**fields: Any) -> respx.Route:
+    return respx.get(FAL_URLS["status_url"]).mock(
+        return_value=httpx.Response(200, json={"status": "COMPLETED", **fields})
+    )
+
+
+def test_a_fal_app_error_after_completed_fails_the_job_at_the_first_poll_with_fals_message(
+    env: Stack, channels: Channels
+) -> None:
+    # fal does not retry an app's own 500, so its answer is final: the job ends now, not at its deadline.
+    job = _age(submitted_fal_job(), status_since=isoformat(utc_now() - timedelta(minutes=30)))
+    fal_status_completed(error="CUDA out of memory")
+    result = respx.get(FAL_URLS["response_url"]).mock(
+        return_value=httpx.Response(500, json={"detail": "CUDA out of memory"})
+    )
+    assert reconcile()["polled"] == 1
+    failed = stored(job.job_id)
+    assert failed.status == JobStatus.FAILED
+    assert failed.error == JobError(code="GENERATION_FAILED", message="CUDA out of memory")
+    assert result.call_count == 1
+    assert notify_from_stream(env) == []
+    told_once(channels, job.job_id, "job.failed")
+
+
+def test_a_completed_fal_run_whose_result_stays_unreadable_fails_on_the_third_poll(env: Stack) -> None:
+    job = _age(submitted_fal_job(), status_since=isoformat(utc_now() - timedelta(minutes=30)))
+    fal_status_completed(error="Internal Server Error")
+    gateway = httpx.Response(502, text="<html>502 Bad Gateway</html>", headers={"Content-Type": "text/html"})
+    result = respx.get(FAL_URLS["response_url"]).mock(return_value=gateway)
+    for poll in (1, 2):
+        reconcile()
+        waiting = stored(job.job_id)
+        assert (waiting.status, waiting.unreadable_result_polls) == (JobStatus.SUBMITTED, poll)
+    reconcile()
+    failed = stored(job.job_id)
+    assert failed.status == JobStatus.FAILED
+    assert failed.error is not None
+    assert (failed.error.code, failed.error.message) == ("GENERATION_FAILED", "Internal Server Error")
+    assert result.call_count == 3
+
+
+def test_a_fal_model_error_is_coded_alike_by_its_webhook_and_by_polling(env: Stack, fal_key: SigningKey) -> None:
+    detail = [{"loc": ["body", "image_url"], "msg": "No face found", "type": "face_detection_error", "url": "u"}]
+    by_webhook = submitted_fal_job()
+    body = json.dumps(
+        {
+            "request_id": REQUEST_ID,
+            "status": "ERROR",
+            "payload": {"detail": detail},
+            "error": "Invalid status code: 422",
+        }
+    ).encode()
+    assert deliver("fal", by_webhook.job_id, body, fal_headers(fal_key, body))[0] == 200
+    by_polling = _age(submitted_fal_job(), status_since=isoformat(utc_now() - timedelta(minutes=30)))
+    fal_status_completed(error="No face found", error_type="face_detection_error")
+    respx.get(FAL_URLS["response_url"]).mock(return_value=httpx.Response(422, json={"detail": detail}))
+    reconcile()
+    errors = [stored(job.job_id).error for job in (by_webhook, by_polling)]
+    expected = JobError(code="PROVIDER_INVALID_REQUEST", message="body.image_url: No face found",
+                        provider_code="face_detection_error")  # fmt: skip
+    assert errors == [expected, expected]
+
+
+def unconfirmed_fal_job(minutes_ago: float) -> Job:
+    """A fal job whose submit answer was lost `minutes_ago`: SUBMITTED, unconfirmed, without a request id."""
+    job = new_fal_job()
+    job = composition.jobs_service()._jobs.update_status(
+        job, JobStatus.SUBMITTED, now=isoformat(utc_now()), changes={"submission_unconfirmed": True}
+    )
+    return _age(job, status_since=isoformat(utc_now() - timedelta(minutes=minutes_ago)))
+
+
+def test_a_job_whose_submit_answer_was_lost_waits_for_its_webhook_within_the_bound(env: Stack) -> None:
+    job = unconfirmed_fal_job(minutes_ago=59)  # UNCONFIRMED_SUBMIT_SECONDS is 3600 by default
+    report = reconcile()
+    assert (report["unconfirmed"], report["polled"]) == (0, 0)  # no request id: nothing to poll, nothing resent
+    assert stored(job.job_id) == job
+
+
+def test_a_job_whose_submit_answer_was_lost_fails_past_the_bound_saying_no_second_order_was_placed(
+    env: Stack, channels: Channels
+) -> None:
+    job = unconfirmed_fal_job(minutes_ago=61)
+    assert reconcile()["unconfirmed"] == 1
+    failed = stored(job.job_id)
+    assert failed.status == JobStatus.FAILED
+    assert failed.error is not None
+    assert failed.error.code == "SUBMISSION_UNCONFIRMED"
+    assert "No second order was placed" in failed.error.message
+    assert notify_from_stream(env) == []
+    told_once(channels, job.job_id, "job.failed")
 
 
 def _silent_for(job: Job, minutes: float, **changes: Any) -> Job:

@@ -239,12 +239,71 @@ def test_a_retryable_failure_leaves_the_job_accepted_and_backs_off(dispatch_env:
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
-def test_a_server_error_is_retried(dispatch_env: Stack, status: int) -> None:
+def test_a_server_error_in_fals_own_words_is_retried(dispatch_env: Stack, status: int) -> None:
     job = fal_job()
-    respx.post(f"{FAL}/{FAL_MODEL}").mock(return_value=httpx.Response(status, text="upstream trouble"))
+    body = {"detail": "Service temporarily unavailable", "error_type": "runner_scheduling_failure"}
+    respx.post(f"{FAL}/{FAL_MODEL}").mock(return_value=httpx.Response(status, json=body))
     record = received_record(dispatch_env)
     assert dispatch(record) == [record["messageId"]]
     assert stored(job.job_id).status == JobStatus.ACCEPTED
+
+
+GATEWAY_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_gateways_server_error_page_is_never_resubmitted(dispatch_env: Stack, status: int) -> None:
+    job = fal_job()
+    answer = httpx.Response(status, text=GATEWAY_PAGE, headers={"Content-Type": "text/html"})
+    route = respx.post(f"{FAL}/{FAL_MODEL}").mock(return_value=answer)
+    record = received_record(dispatch_env)
+    assert dispatch(record) == []
+    assert dispatch(record) == []
+    assert route.call_count == 1
+    waiting = stored(job.job_id)
+    assert (waiting.status, waiting.submission_unconfirmed) == (JobStatus.SUBMITTED, True)
+
+
+@pytest.mark.parametrize(
+    "lost",
+    [
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+        httpx.ReadError("connection reset by peer"),
+        httpx.WriteError("broken pipe"),
+        httpx.WriteTimeout("write timed out"),
+    ],
+)
+def test_a_connection_that_fails_after_the_request_left_is_never_resubmitted(
+    dispatch_env: Stack, lost: httpx.TransportError
+) -> None:
+    job = fal_job()
+    route = respx.post(f"{FAL}/{FAL_MODEL}").mock(side_effect=lost)
+    record = received_record(dispatch_env)
+    assert dispatch(record) == []
+    assert dispatch(record) == []
+    assert route.call_count == 1
+    waiting = stored(job.job_id)
+    assert (waiting.status, waiting.submission_unconfirmed) == (JobStatus.SUBMITTED, True)
+    assert waiting.provider_request_id is None
+
+
+@pytest.mark.parametrize("never_sent", [httpx.ConnectError("refused"), httpx.ConnectTimeout("syn lost")])
+def test_a_request_that_never_left_is_retried(dispatch_env: Stack, never_sent: httpx.TransportError) -> None:
+    job = fal_job()
+    respx.post(f"{FAL}/{FAL_MODEL}").mock(side_effect=never_sent)
+    record = received_record(dispatch_env)
+    assert dispatch(record) == [record["messageId"]]
+    released = stored(job.job_id)
+    assert (released.status, released.dispatch_lease_until) == (JobStatus.ACCEPTED, None)
+
+
+def test_fal_is_told_to_start_the_job_before_its_deadline_or_drop_it(dispatch_env: Stack) -> None:
+    fal_job()
+    route = fal_accepts()
+    dispatch(received_record(dispatch_env))
+    headers = route.calls.last.request.headers
+    # FAL_START_TIMEOUT_SECONDS' default; the job's deadline (two hours) is later.
+    assert headers["X-Fal-Request-Start-Timeout"] == headers["X-Fal-Request-Timeout"] == "1800"
 
 
 def test_a_permanent_failure_fails_the_job_with_the_providers_message(dispatch_env: Stack) -> None:
@@ -369,7 +428,7 @@ def test_a_mirako_input_on_a_private_address_fails_the_job_and_nothing_is_fetche
 
 def test_a_dead_lettered_message_fails_its_job_with_the_last_reason(dispatch_env: Stack) -> None:
     job = fal_job()
-    respx.post(f"{FAL}/{FAL_MODEL}").mock(return_value=httpx.Response(503, text="overloaded"))
+    respx.post(f"{FAL}/{FAL_MODEL}").mock(return_value=httpx.Response(503, json={"detail": "overloaded"}))
     assert len(dispatch(received_record(dispatch_env))) == 1
 
     event = load_event("sqs_dead_letter.json")

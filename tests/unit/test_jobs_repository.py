@@ -107,7 +107,9 @@ def test_a_refused_update_of_a_job_that_does_not_exist_says_so_and_makes_no_item
         repository.update_status(ghost, JobStatus.SUBMITTED, now=ghost.created_at)
     assert refused.value.current is None
     with pytest.raises(TransitionConflict) as refused:
-        repository.claim_for_dispatch(ghost.job_id, now=ghost.created_at, lease_until=ghost.created_at)
+        repository.claim_for_dispatch(
+            ghost.job_id, now=ghost.created_at, lease_until=ghost.created_at, webhook_token_sha256="ab" * 32
+        )
     assert refused.value.current is None
     with pytest.raises(TransitionConflict) as refused:
         repository.enter_finalizing(
@@ -117,26 +119,39 @@ def test_a_refused_update_of_a_job_that_does_not_exist_says_so_and_makes_no_item
     assert repository.get(ghost.job_id) is None
 
 
+TOKEN_HASH = "0f" * 32
+
+
 def test_a_dispatch_claim_needs_an_accepted_job_that_nobody_holds(repository: DynamoJobsRepository) -> None:
     job = make_job()
     repository.create(job, None)
     claimed = repository.claim_for_dispatch(
-        job.job_id, now="2026-01-02T03:05:00.000Z", lease_until="2026-01-02T03:07:00.000Z"
+        job.job_id,
+        now="2026-01-02T03:05:00.000Z",
+        lease_until="2026-01-02T03:07:00.000Z",
+        webhook_token_sha256=TOKEN_HASH,
     )
     assert claimed.status == JobStatus.ACCEPTED
     assert claimed.dispatch_lease_until == "2026-01-02T03:07:00.000Z"
+    assert claimed.webhook_token_sha256 == TOKEN_HASH  # stored before the provider can call back with it
     assert claimed.attempts == 1
     assert claimed.version == job.version + 1
     assert claimed.updated_at == "2026-01-02T03:05:00.000Z"
     assert repository.get(job.job_id) == claimed
     with pytest.raises(TransitionConflict) as refused:  # the lease is there, live or not: no second claim
         repository.claim_for_dispatch(
-            job.job_id, now="2026-01-02T03:09:00.000Z", lease_until="2026-01-02T03:11:00.000Z"
+            job.job_id,
+            now="2026-01-02T03:09:00.000Z",
+            lease_until="2026-01-02T03:11:00.000Z",
+            webhook_token_sha256=TOKEN_HASH,
         )
     assert refused.value.current == claimed
     released = repository.update_fields(claimed, now=claimed.updated_at, changes={}, remove=("dispatch_lease_until",))
     again = repository.claim_for_dispatch(
-        job.job_id, now="2026-01-02T03:09:00.000Z", lease_until="2026-01-02T03:11:00.000Z"
+        job.job_id,
+        now="2026-01-02T03:09:00.000Z",
+        lease_until="2026-01-02T03:11:00.000Z",
+        webhook_token_sha256=TOKEN_HASH,
     )
     assert again.attempts == 2
     assert again.version == released.version + 1
@@ -145,7 +160,10 @@ def test_a_dispatch_claim_needs_an_accepted_job_that_nobody_holds(repository: Dy
     )
     with pytest.raises(TransitionConflict) as refused:
         repository.claim_for_dispatch(
-            job.job_id, now="2026-01-02T03:20:00.000Z", lease_until="2026-01-02T03:22:00.000Z"
+            job.job_id,
+            now="2026-01-02T03:20:00.000Z",
+            lease_until="2026-01-02T03:22:00.000Z",
+            webhook_token_sha256=TOKEN_HASH,
         )
     assert refused.value.current == submitted
 

@@ -99,7 +99,12 @@ def job_in(repository: DynamoJobsRepository, status: JobStatus, provider: str = 
 
 
 OUTPUT = {"key": "videos/{job_id}.mp4", "size": 4718592, "sha256": "ab" * 32, "content_type": "video/mp4"}
-ERROR = {"code": "GENERATION_FAILED", "message": "no face detected in the image", "retryable": False}
+ERROR = {
+    "code": "GENERATION_FAILED",
+    "message": "no face detected in the image",
+    "retryable": False,
+    "provider_code": None,
+}
 
 
 def finish(repository: DynamoJobsRepository, job: Job, status: JobStatus, stack: Stack) -> Job:

@@ -36,7 +36,11 @@ BUCKET = "avatarjobs-outputs"
 JOB_ID = "01JD0000000000000000000001"
 KEY = f"videos/{JOB_ID}.mp4"
 PART_SIZE = 5 * MIB  # S3's smallest part: the smallest body that still needs several parts
-MEDIA_HOSTS = {"fal": ["fal.media", "fal.run"], "mirako": ["mirako.co"], "local": ["127.0.0.1"]}
+MEDIA_HOSTS = {
+    "fal": ["fal.media", "fal.run", "storage.googleapis.com/falserverless"],
+    "mirako": ["mirako.co", "amazonaws.com"],
+    "local": ["127.0.0.1"],
+}
 FAL_URL = "https://v3.fal.media/files/rabbit/result.mp4"
 
 
@@ -155,7 +159,7 @@ def test_streams_the_video_into_one_object_in_parts_with_their_checksums(s3: "S3
         "content_type": "video/mp4",
     }
     assert fetcher.calls == [
-        {"url": FAL_URL, "max_bytes": 64 * MIB, "allowed_content_types": {"video/mp4", "application/octet-stream"}}
+        {"url": FAL_URL, "max_bytes": 64 * MIB, "allowed_content_types": set(ACCEPTED_CONTENT_TYPES)}
     ]
     stored = s3.get_object(Bucket=BUCKET, Key=KEY, ChecksumMode="ENABLED")
     assert stored["Body"].read() == body
@@ -338,6 +342,9 @@ def test_fetch_failures_keep_their_retryability(s3: "S3Client", error: FetchErro
         ("local", "http://127.0.0.2:8080/video.mp4"),
         ("local", "http://1.127.0.0.1/video.mp4"),  # a DNS name, not a subdomain of an address
         ("fal", "not a url"),
+        ("fal", "https://storage.googleapis.com/someone-elses-bucket/video.mp4"),  # only fal's folder is listed
+        ("fal", "https://storage.googleapis.com/falserverless-evil/video.mp4"),
+        ("fal", "https://x.storage.googleapis.com/falserverless/video.mp4"),  # a folder entry has no subdomains
     ],
 )
 def test_refuses_hosts_that_are_not_the_providers_media_hosts(provider: str, url: str) -> None:
@@ -361,6 +368,8 @@ def test_refuses_hosts_that_are_not_the_providers_media_hosts(provider: str, url
         ("fal", "https://V3.FAL.MEDIA./files/video.mp4"),
         ("mirako", "https://cdn.mirako.co/out/video.mp4"),
         ("local", "http://127.0.0.1:8080/video.mp4"),
+        ("fal", "https://storage.googleapis.com/falserverless/example_outputs/out.mp4"),
+        ("mirako", "https://mirako-results.s3.ap-east-1.amazonaws.com/videos/x.mp4"),  # its spec's s3_info
     ],
 )
 def test_accepts_the_providers_media_hosts_and_their_subdomains(provider: str, url: str) -> None:
@@ -458,8 +467,8 @@ def test_part_sizes_outside_s3s_and_our_bounds_are_refused(s3: "S3Client", part_
         S3VideoStore(s3, BUCKET, part_size=part_size)
 
 
-def test_accepted_content_types_include_fals_octet_stream() -> None:
-    assert {"video/mp4", "application/octet-stream"} == ACCEPTED_CONTENT_TYPES
+def test_accepted_content_types_include_fals_and_s3s_octet_streams() -> None:
+    assert {"video/mp4", "application/octet-stream", "binary/octet-stream"} == ACCEPTED_CONTENT_TYPES
 
 
 def test_parts_are_uploaded_side_by_side_and_the_download_stays_one_part_ahead(s3: "S3Client") -> None:

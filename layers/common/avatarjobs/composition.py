@@ -114,6 +114,7 @@ def dispatcher() -> Dispatcher:
         providers=provider,
         stager=InputStager(_media_store(), _safe_fetcher()),
         public_base_url=_required_setting(provider_settings().public_base_url, "PUBLIC_BASE_URL"),
+        start_timeout_seconds=provider_settings().fal_start_timeout_seconds,
     )
 
 
@@ -178,6 +179,7 @@ def reconciler() -> Reconciler:
         provider_progress(),
         dispatch_queue=SqsJobQueue(aws_clients.sqs(), settings().dispatch_queue_url),
         overdue_seconds=provider_settings().webhook_overdue_seconds,
+        unconfirmed_submit_seconds=provider_settings().unconfirmed_submit_seconds,
     )
 
 

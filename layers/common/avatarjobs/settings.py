@@ -49,6 +49,11 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes"}
 
 
+# Where the providers serve results (docs/decisions.md, "Media hosts"): fal's CDN (v3.fal.media, v3b.fal.media,
+# fal.media) and its falserverless bucket on Google Cloud Storage; Mirako's own hosts and S3 (its spec's s3_info).
+# The template's FalMediaHosts/MirakoMediaHosts defaults are these same lists.
+FAL_MEDIA_HOSTS_DEFAULT = "fal.media,fal.run,storage.googleapis.com/falserverless"
+MIRAKO_MEDIA_HOSTS_DEFAULT = "mirako.co,mirako.ai,amazonaws.com"
 MIB = 1024 * 1024
 # DESIGN.md: the video is uploaded in parts of 8-16 MiB.
 FINALIZE_PART_BYTES_DEFAULT = 8 * MIB
@@ -89,6 +94,10 @@ class ProviderSettings:
     # Where each provider's videos may be downloaded from (a name matches itself and its subdomains).
     media_hosts: dict[str, tuple[str, ...]]
     webhook_overdue_seconds: int
+    # fal must start a job within this (X-Fal-Request-Start-Timeout) or drop it unbilled; and how long a job whose
+    # submit answer was lost waits for the provider's webhook before it fails as SUBMISSION_UNCONFIRMED.
+    fal_start_timeout_seconds: int
+    unconfirmed_submit_seconds: int
     # The size of the parts finalize uploads a video in (and the largest video sent as one PutObject): 8 MiB
     # unless FINALIZE_PART_BYTES says otherwise; below 8 MiB only on the local stack, whose moto is told to accept it.
     finalize_part_bytes: int
@@ -105,9 +114,11 @@ class ProviderSettings:
             mirako_key_secret_arn=os.environ.get("MIRAKO_KEY_SECRET_ARN") or None,
             allow_loopback_http=allow_loopback_http,
             media_hosts={
-                "fal": _host_list("FAL_MEDIA_HOSTS", "fal.media,fal.run"),
-                "mirako": _host_list("MIRAKO_MEDIA_HOSTS", "mirako.co,mirako.ai"),
+                "fal": _host_list("FAL_MEDIA_HOSTS", FAL_MEDIA_HOSTS_DEFAULT),
+                "mirako": _host_list("MIRAKO_MEDIA_HOSTS", MIRAKO_MEDIA_HOSTS_DEFAULT),
             },
             webhook_overdue_seconds=int(os.environ.get("WEBHOOK_OVERDUE_SECONDS") or 600),
+            fal_start_timeout_seconds=int(os.environ.get("FAL_START_TIMEOUT_SECONDS") or 1800),
+            unconfirmed_submit_seconds=int(os.environ.get("UNCONFIRMED_SUBMIT_SECONDS") or 3600),
             finalize_part_bytes=_finalize_part_bytes(local_stack=allow_loopback_http),
         )

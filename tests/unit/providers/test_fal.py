@@ -9,6 +9,7 @@ import respx
 
 from avatarjobs.providers.base import (
     CancelOutcome,
+    FailureKind,
     Provider,
     ProviderError,
     ProviderErrorCode,
@@ -143,13 +144,64 @@ def test_submit_rate_limited_with_an_http_date_retry_after(
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
-def test_submit_server_errors_are_retryable(fal_api: respx.MockRouter, provider: FalQueueProvider, status: int) -> None:
-    submit_route(fal_api).respond(status, text="<html>upstream error</html>")
+def test_submit_server_errors_in_fals_own_words_may_be_sent_again(
+    fal_api: respx.MockRouter, provider: FalQueueProvider, status: int
+) -> None:
+    submit_route(fal_api).respond(status, json={"detail": "Service temporarily unavailable"})
 
     error = submit_error(provider)
 
-    assert (error.code, error.retryable) == (ProviderErrorCode.UNAVAILABLE, True)
-    assert error.message == f"fal answered HTTP {status}"
+    assert (error.code, error.kind) == (ProviderErrorCode.UNAVAILABLE, FailureKind.RETRY)
+    assert error.message == "Service temporarily unavailable"
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [("<html>502 Bad Gateway</html>", "text/html"), ("", "text/plain"), ('["not", "fal"]', "application/json")],
+)
+def test_submit_server_errors_without_fals_body_are_ambiguous(
+    fal_api: respx.MockRouter, provider: FalQueueProvider, status: int, body: str, content_type: str
+) -> None:
+    # A gateway in front of fal answers these; fal may have queued the request behind it.
+    submit_route(fal_api).respond(status, text=body, headers={"Content-Type": content_type})
+
+    error = submit_error(provider)
+
+    assert (error.code, error.kind) == (ProviderErrorCode.UNAVAILABLE, FailureKind.AMBIGUOUS)
+    assert error.message == f"fal: HTTP {status} without the provider's own error body (from a gateway in front of it?)"
+
+
+@pytest.mark.parametrize(
+    ("failure", "code", "kind"),
+    [
+        (httpx.ConnectError("name or service not known"), ProviderErrorCode.UNREACHABLE, FailureKind.RETRY),
+        (httpx.ConnectTimeout("timed out"), ProviderErrorCode.UNREACHABLE, FailureKind.RETRY),
+        (httpx.PoolTimeout("no free connection"), ProviderErrorCode.UNREACHABLE, FailureKind.RETRY),
+        (httpx.WriteError("broken pipe"), ProviderErrorCode.CONNECTION_LOST, FailureKind.AMBIGUOUS),
+        (httpx.WriteTimeout("timed out"), ProviderErrorCode.TIMEOUT, FailureKind.AMBIGUOUS),
+        (httpx.ReadError("connection reset"), ProviderErrorCode.CONNECTION_LOST, FailureKind.AMBIGUOUS),
+        (httpx.ReadTimeout("timed out"), ProviderErrorCode.TIMEOUT, FailureKind.AMBIGUOUS),
+        (
+            httpx.RemoteProtocolError("Server disconnected without sending a response."),
+            ProviderErrorCode.CONNECTION_LOST,
+            FailureKind.AMBIGUOUS,
+        ),
+    ],
+)
+def test_a_transport_failure_is_retry_only_when_the_request_never_left(
+    fal_api: respx.MockRouter,
+    provider: FalQueueProvider,
+    failure: httpx.TransportError,
+    code: ProviderErrorCode,
+    kind: FailureKind,
+) -> None:
+    submit_route(fal_api).mock(side_effect=failure)
+
+    error = submit_error(provider)
+
+    assert (error.code, error.kind) == (code, kind)
+    assert KEY not in error.message
 
 
 def test_x_fal_retryable_false_makes_a_503_permanent(fal_api: respx.MockRouter, provider: FalQueueProvider) -> None:
@@ -181,20 +233,6 @@ def test_submit_unauthorized_is_permanent_and_never_echoes_the_key(
     assert error.message == "Invalid key [redacted]"
 
 
-@pytest.mark.parametrize(
-    ("timeout", "code"),
-    [(httpx.ReadTimeout, ProviderErrorCode.TIMEOUT), (httpx.ConnectTimeout, ProviderErrorCode.UNREACHABLE)],
-)
-def test_timeouts_are_retryable(
-    fal_api: respx.MockRouter, provider: FalQueueProvider, timeout: type[httpx.TimeoutException], code: str
-) -> None:
-    submit_route(fal_api).mock(side_effect=timeout)
-
-    error = submit_error(provider)
-
-    assert (error.code, error.retryable) == (code, True)
-
-
 def test_a_connection_error_is_retryable(fal_api: respx.MockRouter, provider: FalQueueProvider) -> None:
     fal_api.get(STATUS_URL).mock(side_effect=httpx.ConnectError)
 
@@ -212,7 +250,7 @@ def test_submit_answer_with_urls_on_another_host_is_refused(
     error = submit_error(provider)
 
     assert error.code == ProviderErrorCode.BAD_RESPONSE
-    assert error.retryable is False  # fal may hold the job: a resubmission could pay twice
+    assert error.kind is FailureKind.AMBIGUOUS  # fal may hold the job: a resubmission could pay twice
 
 
 def test_submit_answer_without_request_id_is_a_bad_response(
@@ -220,7 +258,8 @@ def test_submit_answer_without_request_id_is_a_bad_response(
 ) -> None:
     submit_route(fal_api).respond(200, json={"status": "IN_QUEUE"})
 
-    assert submit_error(provider).code == ProviderErrorCode.BAD_RESPONSE
+    error = submit_error(provider)
+    assert (error.code, error.kind) == (ProviderErrorCode.BAD_RESPONSE, FailureKind.AMBIGUOUS)
 
 
 def test_submit_refuses_a_model_that_would_change_the_url_path(provider: FalQueueProvider) -> None:

@@ -2,7 +2,10 @@
 
 import base64
 import hashlib
+import io
 import json
+import struct
+import wave
 from collections.abc import Iterator
 
 import httpx
@@ -11,6 +14,7 @@ import respx
 
 from avatarjobs.providers.base import (
     CancelOutcome,
+    FailureKind,
     Provider,
     ProviderError,
     ProviderErrorCode,
@@ -20,8 +24,10 @@ from avatarjobs.providers.base import (
 )
 from avatarjobs.providers.mirako import (
     NO_TASK_ID_MESSAGE,
+    SPEECH_UNCONFIRMED_MESSAGE,
     MirakoProvider,
     new_webhook_token,
+    speech_as_audio_file,
     verify_webhook_token,
 )
 
@@ -161,6 +167,65 @@ def test_speech_without_usable_audio_fails_before_any_video_is_asked_for(
     assert submit.call_count == 0
 
 
+def wav_format(audio: bytes) -> tuple[int, int, int]:
+    with wave.open(io.BytesIO(audio)) as wav:
+        return wav.getframerate(), wav.getnchannels(), wav.getsampwidth()
+
+
+def test_raw_pcm_speech_is_wrapped_in_a_wav_at_the_specs_sample_rate(
+    mirako_api: respx.MockRouter, provider: MirakoProvider
+) -> None:
+    # The spec: "The PCM s16 audio data"; its example header says 16 kHz, mono, 16-bit.
+    pcm = struct.pack("<8h", 0, 1000, 2000, 1000, 0, -1000, -2000, -1000)
+    b64_pcm = base64.b64encode(pcm).decode()
+    mirako_api.post(TTS_URL).respond(200, json={"data": {"id": "t", "voice_profile_id": "v", "b64_audio_str": b64_pcm}})
+    submit = mirako_api.post(SUBMIT_URL).respond(200, json={"data": {"task_id": "xdac2o3c", "status": "IN_QUEUE"}})
+
+    provider.submit("talking-avatar", {"image": b"img", "text": "Hi", "voice_profile_id": "v"}, webhook_url="",
+                    webhook_token=None)  # fmt: skip
+
+    audio = base64.b64decode(json.loads(submit.calls.last.request.content)["audio"])
+    assert audio.startswith(b"RIFF")
+    assert wav_format(audio) == (16_000, 1, 2)
+    with wave.open(io.BytesIO(audio)) as wav:
+        assert wav.readframes(wav.getnframes()) == pcm
+
+
+@pytest.mark.parametrize(
+    "audio_file", [b"RIFF\x24\x00\x00\x00WAVEfmt ", b"ID3\x04\x00mp3", b"\xff\xfb\x90\x00mp3", b"OggS\x00opus"]
+)
+def test_speech_that_is_already_an_audio_file_is_sent_as_it_is(audio_file: bytes) -> None:
+    assert speech_as_audio_file(audio_file) == audio_file
+
+
+def test_speech_of_half_a_sample_is_refused() -> None:
+    with pytest.raises(ProviderError) as raised:
+        speech_as_audio_file(b"\x01\x02\x03")
+    assert raised.value.kind is FailureKind.FINAL
+
+
+@pytest.mark.parametrize(
+    "lost", [httpx.ReadTimeout("no answer"), httpx.RemoteProtocolError("closed"), httpx.Response(502, text="<html>")]
+)
+def test_a_speech_answer_lost_after_sending_fails_the_job_without_asking_twice(
+    mirako_api: respx.MockRouter, provider: MirakoProvider, lost: httpx.Response | Exception
+) -> None:
+    tts = mirako_api.post(TTS_URL)
+    if isinstance(lost, httpx.Response):
+        tts.mock(return_value=lost)
+    else:
+        tts.mock(side_effect=lost)
+    submit = mirako_api.post(SUBMIT_URL)
+
+    with pytest.raises(ProviderError) as raised:
+        provider.submit("talking-avatar", {"image": b"img", "text": "Hi", "voice_profile_id": "v"}, webhook_url="",
+                        webhook_token=None)  # fmt: skip
+
+    assert raised.value.kind is FailureKind.FINAL
+    assert raised.value.message == SPEECH_UNCONFIRMED_MESSAGE
+    assert (tts.call_count, submit.call_count) == (1, 0)
+
+
 def test_a_speech_error_is_reported_like_any_problem(mirako_api: respx.MockRouter, provider: MirakoProvider) -> None:
     mirako_api.post(TTS_URL).mock(return_value=problem(404, title="Not Found", detail="no such voice"))
 
@@ -187,14 +252,15 @@ def test_a_speech_error_is_reported_like_any_problem(mirako_api: respx.MockRoute
         [],
     ],
 )
-def test_a_200_without_a_task_id_is_a_permanent_error(
+def test_a_200_without_a_task_id_is_ambiguous(
     mirako_api: respx.MockRouter, provider: MirakoProvider, body: object
 ) -> None:
+    # The task may exist and be paid for: it is never ordered again, its webhook may still tell.
     mirako_api.post(SUBMIT_URL).respond(200, json=body)
 
     error = submit_error(provider)
 
-    assert (error.message, error.retryable) == (NO_TASK_ID_MESSAGE, False)
+    assert (error.message, error.kind) == (NO_TASK_ID_MESSAGE, FailureKind.AMBIGUOUS)
 
 
 def test_a_400_problem_is_permanent_with_its_title_detail_and_errors(
@@ -253,13 +319,28 @@ def test_a_429_is_retryable_after_the_given_seconds(mirako_api: respx.MockRouter
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
-def test_server_errors_are_retryable(mirako_api: respx.MockRouter, provider: MirakoProvider, status: int) -> None:
-    mirako_api.post(SUBMIT_URL).respond(status, text="oops")
+def test_server_errors_in_mirakos_problem_format_may_be_sent_again(
+    mirako_api: respx.MockRouter, provider: MirakoProvider, status: int
+) -> None:
+    problem = {"title": "Service Unavailable", "status": status, "detail": "busy"}
+    mirako_api.post(SUBMIT_URL).respond(status, json=problem, headers={"Content-Type": PROBLEM})
 
     error = submit_error(provider)
 
-    assert (error.code, error.retryable) == (ProviderErrorCode.UNAVAILABLE, True)
-    assert error.message == f"Mirako submit: Mirako answered HTTP {status}"
+    assert (error.code, error.kind) == (ProviderErrorCode.UNAVAILABLE, FailureKind.RETRY)
+    assert error.message == "Mirako submit: Service Unavailable: busy"
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_server_errors_without_mirakos_problem_body_are_ambiguous(
+    mirako_api: respx.MockRouter, provider: MirakoProvider, status: int
+) -> None:
+    mirako_api.post(SUBMIT_URL).respond(status, text="<html>Bad Gateway</html>", headers={"Content-Type": "text/html"})
+
+    error = submit_error(provider)
+
+    assert (error.code, error.kind) == (ProviderErrorCode.UNAVAILABLE, FailureKind.AMBIGUOUS)
+    assert error.message.startswith(f"Mirako submit: HTTP {status} without the provider's own error body")
 
 
 def test_a_timeout_is_retryable(mirako_api: respx.MockRouter, provider: MirakoProvider) -> None:

@@ -198,13 +198,12 @@ class DynamoJobsRepository:
     ) -> Job:
         return self._update(job.job_id, _Condition.version_of(job), now=now, changes=changes, remove=remove)
 
-    def claim_for_dispatch(self, job_id: str, *, now: str, lease_until: str) -> Job:
+    def claim_for_dispatch(self, job_id: str, *, now: str, lease_until: str, webhook_token_sha256: str) -> Job:
         condition = _Condition()
         condition.equal("status", JobStatus.ACCEPTED.value)
         condition.absent("dispatch_lease_until")
-        return self._update(
-            job_id, condition, now=now, changes={"dispatch_lease_until": lease_until}, increment=("attempts",)
-        )
+        changes = {"dispatch_lease_until": lease_until, "webhook_token_sha256": webhook_token_sha256}
+        return self._update(job_id, condition, now=now, changes=changes, increment=("attempts",))
 
     def enter_finalizing(
         self,

@@ -4,7 +4,7 @@ import os
 
 from aws_lambda_powertools.utilities import parameters
 
-from avatarjobs.providers.base import ProviderError, ProviderErrorCode
+from avatarjobs.providers.base import FailureKind, ProviderError, ProviderErrorCode
 
 _SECRET_MAX_AGE_SECONDS = 300  # a rotated key is picked up within five minutes
 
@@ -17,6 +17,6 @@ def provider_key(direct_variable: str, secret_arn: str | None) -> str:
         raise ProviderError(
             ProviderErrorCode.AUTH_FAILED,
             f"no API key is configured for this provider ({direct_variable} or its secret ARN)",
-            retryable=False,
+            kind=FailureKind.FINAL,
         )
     return str(parameters.get_secret(secret_arn, max_age=_SECRET_MAX_AGE_SECONDS))

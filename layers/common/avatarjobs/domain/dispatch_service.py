@@ -1,14 +1,18 @@
 """Hands accepted jobs to their provider, at most once each, whatever SQS delivers twice or workers race.
 
-One attempt: claim the job with a lease (one conditional write without a read: ACCEPTED and no lease, so of
-two workers one wins; a refused claim returns the job as it was, which says why); stage its inputs; submit;
-record the provider's request id with the ACCEPTED -> SUBMITTED transition.
-- A retryable failure that certainly did not reach the provider (429, 5xx, no connection) releases
-  the lease and asks for a later try with backoff.
-- An answer that was lost (a timeout after sending, or a worker that died holding the lease) may mean
-  the provider accepted and will charge: the job is never resubmitted blindly. It becomes SUBMITTED
-  with `submission_unconfirmed`, for the provider's webhook or the deadline to settle.
-- A permanent failure (the provider refused the input, an input is unusable) fails the job with the reason.
+One attempt: claim the job with a lease and the hash of a new webhook token (one conditional write without a
+read: ACCEPTED and no lease, so of two workers one wins; a refused claim returns the job as it was, which says
+why); stage its inputs; submit; record the provider's request id with the ACCEPTED -> SUBMITTED transition.
+The provider's failure kind decides the rest (providers/base.py FailureKind, docs/decisions.md):
+- RETRY (the request certainly did not reach the provider: no connection, 429, the provider's own 5xx)
+  releases the lease and asks for a later try with backoff.
+- AMBIGUOUS (an answer lost after sending: a read error or timeout, a connection closed mid-answer, a
+  gateway's 5xx page, a 200 we cannot read; or a worker that died holding the lease) may mean the provider
+  accepted and will charge: the job is never submitted again. It becomes SUBMITTED with
+  `submission_unconfirmed`, and waits for the provider's webhook (the token's hash is stored with the claim,
+  so even Mirako's can be authenticated), which it adopts; the reconciler fails it with SUBMISSION_UNCONFIRMED
+  if none comes within its bound.
+- FINAL (the provider refused the input, an input is unusable) fails the job with the reason.
 """
 
 from collections.abc import Callable
@@ -20,7 +24,7 @@ from avatarjobs.domain.job import Job, JobError, JobStatus, isoformat, utc_now
 from avatarjobs.domain.ports import JobsRepository
 from avatarjobs.domain.retries import RetryLater, retry_later_or_fail
 from avatarjobs.observability import logger
-from avatarjobs.providers.base import Provider, ProviderError, ProviderErrorCode, Submission
+from avatarjobs.providers.base import FailureKind, Provider, ProviderError, Submission
 from avatarjobs.providers.mirako import new_webhook_token
 
 # Provider calls (connect + read timeouts, and Mirako's speech synthesis first) fit in this; an attempt
@@ -31,24 +35,35 @@ LEASE_MARGIN_SECONDS = 30
 
 class Dispatcher:
     def __init__(
-        self, jobs: JobsRepository, providers: Callable[[str], Provider], stager: InputStager, public_base_url: str
+        self,
+        jobs: JobsRepository,
+        providers: Callable[[str], Provider],
+        stager: InputStager,
+        public_base_url: str,
+        *,
+        start_timeout_seconds: int,
     ) -> None:
         self._jobs = jobs
         self._providers = providers
         self._stager = stager
         self._public_base_url = public_base_url
+        self._start_timeout_seconds = start_timeout_seconds
 
     def dispatch(self, job_id: str, *, seconds_left: float) -> None:
         if seconds_left < SUBMIT_BUDGET_SECONDS:
             raise RetryLater("not enough time left in this invocation for a submit")
         now = utc_now()
         lease_until = now + timedelta(seconds=seconds_left + LEASE_MARGIN_SECONDS)
+        # Every attempt gets a new token; its hash is stored before the provider can call back with it.
+        token, token_hash = new_webhook_token()
         try:
-            claimed = self._jobs.claim_for_dispatch(job_id, now=isoformat(now), lease_until=isoformat(lease_until))
+            claimed = self._jobs.claim_for_dispatch(
+                job_id, now=isoformat(now), lease_until=isoformat(lease_until), webhook_token_sha256=token_hash
+            )
         except TransitionConflict as refused:
             self._not_claimed(job_id, refused.current, now)
             return
-        self._submit(claimed)
+        self._submit(claimed, token, now)
 
     def _not_claimed(self, job_id: str, job: Job | None, now: datetime) -> None:
         """The claim was refused; the job as the claim found it says why."""
@@ -62,8 +77,12 @@ class Dispatcher:
             raise RetryLater("another dispatcher holds this job")
         self._settle_lost_attempt(job, "a dispatcher stopped during its submit; the provider may have it")
 
-    def _submit(self, job: Job) -> None:
-        token, token_hash = new_webhook_token() if job.provider == "mirako" else (None, None)
+    def _start_within(self, job: Job, now: datetime) -> int:
+        """How long the provider may keep the job queued before it must start it: never past the job's deadline."""
+        until_deadline = (datetime.fromisoformat(job.deadline_at) - now).total_seconds()
+        return max(1, int(min(self._start_timeout_seconds, until_deadline)))
+
+    def _submit(self, job: Job, token: str, now: datetime) -> None:
         try:
             inputs = (
                 self._stager.for_mirako(job.request)
@@ -75,15 +94,21 @@ class Dispatcher:
                 inputs,
                 webhook_url=f"{self._public_base_url}/webhooks/{job.provider}/{job.job_id}",
                 webhook_token=token,
+                start_within_seconds=self._start_within(job, now),
             )
         except InputUnavailable as error:
             self._fail_or_retry(job, JobError(code="INPUT_UNAVAILABLE", message=str(error), retryable=error.retryable))
             return
         except ProviderError as error:
-            if error.code == ProviderErrorCode.TIMEOUT:
+            if error.kind is FailureKind.AMBIGUOUS:
                 self._settle_lost_attempt(job, error.message)
                 return
-            failure = JobError(code=error.code, message=error.message, retryable=error.retryable)
+            failure = JobError(
+                code=error.code,
+                message=error.message,
+                retryable=error.kind is FailureKind.RETRY,
+                provider_code=error.provider_code,
+            )
             self._fail_or_retry(job, failure, retry_after=error.retry_after)
             return
         except Exception:
@@ -91,26 +116,31 @@ class Dispatcher:
             logger.exception("submit failed unexpectedly", extra={"job_id": job.job_id})
             self._settle_lost_attempt(job, "the submit failed unexpectedly; the provider may have it")
             return
-        self._record_submission(job, submission, token_hash)
+        self._record_submission(job, submission)
 
-    def _record_submission(self, job: Job, submission: Submission, token_hash: str | None) -> None:
+    def _record_submission(self, job: Job, submission: Submission) -> None:
         changes: dict[str, object] = {
             "provider_request_id": submission.request_id,
             "provider_urls": submission.urls,
         }
-        if token_hash is not None:
-            changes["webhook_token_sha256"] = token_hash
         try:
             self._jobs.update_status(job, JobStatus.SUBMITTED, now=isoformat(utc_now()), changes=changes)
-        except TransitionConflict:
-            # The owner canceled while we submitted: take it back from the provider, best effort.
-            logger.warning("job changed during its submit; canceling at the provider", extra={"job_id": job.job_id})
-            try:
-                self._providers(job.provider).cancel(submission)
-            except ProviderError:
-                logger.exception("provider cancel failed", extra={"job_id": job.job_id})
+        except TransitionConflict as refused:
+            self._changed_during_submit(job, submission, refused.current)
             return
         logger.info("job submitted", extra={"job_id": job.job_id, "provider_request_id": submission.request_id})
+
+    def _changed_during_submit(self, job: Job, submission: Submission, current: Job | None) -> None:
+        if current is not None and current.provider_request_id == submission.request_id:
+            # The provider's webhook came first and recorded this very request: nothing is left to do.
+            logger.info("submission already recorded by its webhook", extra={"job_id": job.job_id})
+            return
+        # The owner canceled while we submitted: take it back from the provider, best effort.
+        logger.warning("job changed during its submit; canceling at the provider", extra={"job_id": job.job_id})
+        try:
+            self._providers(job.provider).cancel(submission)
+        except ProviderError:
+            logger.exception("provider cancel failed", extra={"job_id": job.job_id})
 
     def _fail_or_retry(self, job: Job, error: JobError, *, retry_after: float | None = None) -> None:
         retry_later_or_fail(

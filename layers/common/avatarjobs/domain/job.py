@@ -32,6 +32,8 @@ class JobError(BaseModel):
     code: str
     message: str
     retryable: bool = False
+    # The provider's own name for the failure (fal's error type or model error type, Mirako's status), if given.
+    provider_code: str | None = None
 
 
 class JobOutput(BaseModel):
@@ -90,6 +92,9 @@ class Job(BaseModel):
     submission_unconfirmed: bool = False
     webhook_token_sha256: str | None = None
     provider_result: ProviderResult | None = None
+    # Polls that found the provider's run COMPLETED but could not read its result (a gateway's 5xx page): after
+    # a few, the job fails (provider_progress.py) rather than waiting for its deadline.
+    unreadable_result_polls: int | None = None
     # When the reconciler last sent the job's message again (its own was lost, or is taking too long).
     requeued_at: str | None = None
 

@@ -68,9 +68,10 @@ class JobsRepository(Protocol):
     ) -> Job:
         """Change fields but not the status, under the same condition as update_status (TransitionConflict)."""
 
-    def claim_for_dispatch(self, job_id: str, *, now: str, lease_until: str) -> Job:
-        """One conditional update without a read: an ACCEPTED job that no dispatcher holds gets the lease and
-        one more attempt. TransitionConflict otherwise, with the job as it was (None when there is none)."""
+    def claim_for_dispatch(self, job_id: str, *, now: str, lease_until: str, webhook_token_sha256: str) -> Job:
+        """One conditional update without a read: an ACCEPTED job that no dispatcher holds gets the lease, the
+        hash of this attempt's webhook token and one more attempt. TransitionConflict otherwise, with the job as
+        it was (None when there is none)."""
 
     def enter_finalizing(
         self,

@@ -16,6 +16,7 @@ from avatarjobs.domain.ports import JobQueue, JobsRepository
 from avatarjobs.domain.state_machine import TRANSITIONS, JobEvent, next_status
 from avatarjobs.observability import logger
 from avatarjobs.providers.base import (
+    FailureKind,
     Provider,
     ProviderError,
     ProviderErrorCode,
@@ -26,6 +27,9 @@ from avatarjobs.providers.base import (
 
 # The statuses a provider's completion moves on (to FINALIZING): the state machine's table says which.
 COMPLETABLE = tuple(status for (status, event) in TRANSITIONS if event == JobEvent.PROVIDER_COMPLETED)
+# Polls that find a run COMPLETED with a result we cannot read (a gateway's 5xx page, an unreadable body) before
+# the job fails: the result is kept an hour at most, so waiting for the deadline would only leave it stuck.
+UNREADABLE_RESULT_POLLS_MAX = 3
 
 
 class Progress(StrEnum):
@@ -42,10 +46,11 @@ class ProviderProgress:
         """Records what a provider's status says of a job (its webhook's hint confirmed, or a poll)."""
         match report.state:
             case ProviderState.COMPLETED:
-                return self._completed_per_status(provider, job, report.video_url)
+                return self._completed_per_status(provider, job, report)
             case ProviderState.FAILED | ProviderState.TIMED_OUT:
                 message = report.error or f"{job.provider} reported {report.state}"
-                return self.failed(job, JobError(code=ProviderErrorCode.GENERATION_FAILED, message=message))
+                error = JobError(code=ProviderErrorCode.GENERATION_FAILED, message=message, provider_code=report.state)
+                return self.failed(job, error)
             case ProviderState.CANCELED:
                 return self.canceled_by_provider(job)
             case ProviderState.IN_PROGRESS if job.status == JobStatus.SUBMITTED:
@@ -53,19 +58,33 @@ class ProviderProgress:
             case _:
                 return None
 
-    def _completed_per_status(self, provider: Provider, job: Job, video_url: str | None) -> Progress:
-        if video_url is not None:  # Mirako's status carries the file
-            return self.completed(job, ProviderResult(video_url=video_url))
+    def _completed_per_status(self, provider: Provider, job: Job, report: StatusReport) -> Progress | None:
+        if report.video_url is not None:  # Mirako's status carries the file
+            return self.completed(job, ProviderResult(video_url=report.video_url))
         # fal's COMPLETED says only that the run ended; its result says how.
         try:
             result = provider.result(submission_of(job))
         except ProviderError as error:
-            if error.retryable:
-                raise
-            return self.failed(job, JobError(code=error.code, message=error.message))
+            if error.kind is FailureKind.FINAL:
+                return self.failed(job, failure_of(error))
+            return self._result_unreadable(job, report, error)
         return self.completed(
             job, ProviderResult(video_url=result.url, content_type=result.content_type, file_size=result.file_size)
         )
+
+    def _result_unreadable(self, job: Job, report: StatusReport, error: ProviderError) -> Progress | None:
+        """A finished run whose result could not be read: counted, and after a few polls the job fails with the
+        provider's own words when its status gave them (fal's `error`), else with what the last read met."""
+        polls = (job.unreadable_result_polls or 0) + 1
+        if polls < UNREADABLE_RESULT_POLLS_MAX:
+            logger.warning(
+                "provider finished but its result is unreadable", extra={"job_id": job.job_id, "polls": polls}
+            )
+            self._jobs.update_fields(job, now=isoformat(utc_now()), changes={"unreadable_result_polls": polls})
+            return None
+        message = report.error or f"the result of the finished run could not be read: {error.message}"
+        code = ProviderErrorCode.GENERATION_FAILED if report.error else error.code
+        return self.failed(job, JobError(code=code, message=message, provider_code=report.error_type))
 
     def adopt_submission(self, job: Job, request_id: str) -> Job:
         """Records the provider's request id on a job whose submit answer we never read (or not yet)."""
@@ -154,6 +173,11 @@ class ProviderProgress:
             logger.info("job moved", extra={"job_id": job.job_id, "event": event, "status": target})
             return Progress.RECORDED, moved
         return Progress.DUPLICATE, job
+
+
+def failure_of(error: ProviderError) -> JobError:
+    """A provider's final word on a job, as the job's error."""
+    return JobError(code=error.code, message=error.message, provider_code=error.provider_code)
 
 
 def submission_of(job: Job) -> Submission:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from avatarjobs.domain.errors import TransitionConflict
-from avatarjobs.domain.job import Job, JobStatus, isoformat
+from avatarjobs.domain.job import Job, JobError, JobStatus, isoformat
 from avatarjobs.domain.messages import JobMessage
 from avatarjobs.domain.ports import JobQueue, JobsRepository
 from avatarjobs.domain.provider_progress import ProviderProgress, submission_of
@@ -31,11 +31,15 @@ _FOLLOWED = (JobStatus.SUBMITTED, JobStatus.RUNNING, JobStatus.CANCEL_REQUESTED)
 _EXPIRABLE = (JobStatus.ACCEPTED, *_FOLLOWED)
 
 
+SUBMISSION_UNCONFIRMED = "SUBMISSION_UNCONFIRMED"
+
+
 @dataclass
 class ReconcileReport:
     polled: int = 0
     timed_out: int = 0
     requeued: int = 0
+    unconfirmed: int = 0
     failed_to_handle: list[str] = field(default_factory=list)
 
 
@@ -45,21 +49,29 @@ class Reconciler:
         jobs: JobsRepository,
         providers: Callable[[str], Provider],
         progress: ProviderProgress,
+        *,
         dispatch_queue: JobQueue,
         overdue_seconds: int,
+        unconfirmed_submit_seconds: int,
     ) -> None:
         self._jobs = jobs
         self._providers = providers
         self._progress = progress
         self._dispatch_queue = dispatch_queue
         self._overdue = timedelta(seconds=overdue_seconds)
+        self._unconfirmed_bound = timedelta(seconds=unconfirmed_submit_seconds)
 
     def run(self, now: datetime) -> ReconcileReport:
         report = ReconcileReport()
         for status in (*_EXPIRABLE, JobStatus.FINALIZING):
             for job in self._jobs.list_in_status(status, changed_before=isoformat(now)):
                 self._reconcile(job, now, report)
-        counts = {"polled": report.polled, "timed_out": report.timed_out, "requeued": report.requeued}
+        counts = {
+            "polled": report.polled,
+            "timed_out": report.timed_out,
+            "requeued": report.requeued,
+            "unconfirmed": report.unconfirmed,
+        }
         logger.info("reconciled", extra={**counts, "errors": len(report.failed_to_handle)})
         return report
 
@@ -70,6 +82,12 @@ class Reconciler:
                 report.timed_out += 1
         elif job.status in (JobStatus.ACCEPTED, JobStatus.FINALIZING):
             self._guarded(report, job, lambda job: self._requeue_if_silent(job, now, report))
+        elif job.provider_request_id is None:
+            # The submit's answer was lost: only the provider's webhook can settle it, within the bound.
+            if job.status_since < isoformat(now - self._unconfirmed_bound) and self._guarded(
+                report, job, self._give_up_unconfirmed
+            ):
+                report.unconfirmed += 1
         elif job.status in _FOLLOWED and job.status_since < isoformat(now - self._overdue):
             report.polled += 1
             self._guarded(report, job, self._follow)
@@ -114,9 +132,17 @@ class Reconciler:
         logger.info("job message sent again", extra={"job_id": job.job_id, "status": job.status})
         report.requeued += 1
 
+    def _give_up_unconfirmed(self, job: Job) -> None:
+        """A submit whose answer was lost, and no webhook since: the job ends, and nothing is ordered again."""
+        seconds = int(self._unconfirmed_bound.total_seconds())
+        message = (
+            f"{job.provider} never confirmed the order: the answer to our submit was lost and no webhook came within "
+            f"{seconds} s. No second order was placed, so the job cannot have been paid twice; submit it again "
+            "to retry."
+        )
+        self._progress.failed(job, JobError(code=SUBMISSION_UNCONFIRMED, message=message))
+
     def _follow(self, job: Job) -> None:
-        if job.provider_request_id is None:
-            return  # the submit's answer was lost: only the provider's webhook or the deadline can settle it
         provider = self._providers(job.provider)
         self._progress.follow_status(provider, job, provider.status(submission_of(job)))
 

@@ -101,9 +101,20 @@ class FalMultiAudioRequest(_FalRequestBase):
     model: Literal["fal-ai/ai-avatar/multi"]
     image_url: ImageInput
     first_audio_url: AudioInput
-    second_audio_url: AudioInput | None = None
     use_only_first_audio: bool | None = None
+    second_audio_url: AudioInput | None = Field(
+        default=None,
+        validate_default=True,
+        description="Person 2's audio: required (the seed marks it so) unless use_only_first_audio is true.",
+    )
     prompt: Prompt
+
+    @field_validator("second_audio_url")
+    @classmethod
+    def _second_audio_unless_only_the_first(cls, second: str | None, info: ValidationInfo) -> str | None:
+        if second is None and not info.data.get("use_only_first_audio"):
+            raise ValueError("is required unless use_only_first_audio is true")
+        return second
 
 
 class FalMultiTextRequest(_FalRequestBase):

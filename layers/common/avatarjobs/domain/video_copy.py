@@ -21,8 +21,10 @@ from avatarjobs.net.safe_fetch import FetchError
 
 DEFAULT_MAX_VIDEO_BYTES = 2 * 1024**3
 VIDEO_CONTENT_TYPE = "video/mp4"
-# fal serves its MP4 results as application/octet-stream (seeds/fal-ai-avatar-multitalk.txt).
-ACCEPTED_CONTENT_TYPES = frozenset({"video/mp4", "application/octet-stream"})
+# fal serves its MP4 results as application/octet-stream (seeds/fal-ai-avatar-multitalk.txt); S3, where Mirako's
+# results may live (its spec's s3_info), answers binary/octet-stream for an object stored without a type. The
+# body's ftyp box is checked whatever the type says.
+ACCEPTED_CONTENT_TYPES = frozenset({"video/mp4", "application/octet-stream", "binary/octet-stream"})
 # An ISO-BMFF file starts with a box: 4 bytes of size, then its type, which for MP4 is `ftyp`.
 _FTYP_OFFSET = 4
 _FTYP = b"ftyp"
@@ -99,6 +101,19 @@ def _as_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return ipaddress.ip_address(host)
     except ValueError:
         return None
+
+
+def url_is_listed(host: str, path: str, entries: Iterable[str]) -> bool:
+    """Whether a URL's host and path match an entry: a domain (itself and its subdomains, any path), or a host
+    with a path prefix (`storage.googleapis.com/falserverless`: that host, paths under that folder only)."""
+    for entry in entries:
+        domain, slash, prefix = entry.partition("/")
+        if not slash:
+            if host_is_listed(host, [domain]):
+                return True
+        elif _normalized_host(host) == _normalized_host(domain) and path.startswith(f"/{prefix.strip('/')}/"):
+            return True
+    return False
 
 
 def host_is_listed(host: str, domains: Iterable[str]) -> bool:
@@ -186,11 +201,12 @@ class VideoCopier:
     def _check_host(self, provider: str, url: str) -> None:
         try:
             # The parser the fetcher uses, so both read the same host; raw_host is the ASCII (IDNA) form.
-            host = httpx.URL(url).raw_host.decode("ascii", errors="replace")
+            parsed = httpx.URL(url)
+            host = parsed.raw_host.decode("ascii", errors="replace")
         except (httpx.InvalidURL, TypeError):
             raise CopyFailed("the video URL is not a well-formed URL", retryable=False) from None
-        domains = self._media_hosts.get(provider, ())
-        if not host or not host_is_listed(host, domains):
+        entries = self._media_hosts.get(provider, ())
+        if not host or not url_is_listed(host, parsed.path, entries):
             raise CopyFailed(
                 f"the video URL's host {host or '(none)'} is not a media host of {provider}", retryable=False
             )

@@ -5,8 +5,9 @@ once the signature holds, before the job is touched, so a success is recorded wi
 that names the job, the provider and the request (no read first); when that write is refused, the job as it
 was tells a duplicate from a job we do not know or another request. Mirako sends our per-job Bearer token
 and an undocumented body: the job is read for the token's hash (the caller is authenticated before we call
-Mirako on its behalf), and the body is only a hint: the job's status is read from Mirako before anything
-is recorded.
+Mirako on its behalf), and the body is only a hint that the job moved: the status of the job's OWN task id is
+read from Mirako before anything is recorded, whatever id the body names. Only a job whose submit answer was
+lost (no task id yet) looks at the body's id, and adopts it only once Mirako's status endpoint knows it.
 A webhook for a job we do not know, or naming another request than the job's, is acknowledged and
 logged: answering with an error would only make the provider retry for hours.
 """
@@ -16,14 +17,17 @@ from enum import StrEnum
 
 from avatarjobs.domain.errors import TransitionConflict
 from avatarjobs.domain.ids import is_job_id
-from avatarjobs.domain.job import Job, JobError, ProviderResult
+from avatarjobs.domain.job import Job, JobError, JobStatus, ProviderResult
 from avatarjobs.domain.ports import JobsRepository
 from avatarjobs.domain.provider_progress import Progress, ProviderProgress, submission_of
 from avatarjobs.observability import logger
 from avatarjobs.providers.base import (
+    FailureKind,
     InvalidWebhook,
     Provider,
+    ProviderError,
     ProviderErrorCode,
+    Submission,
     UnknownProvider,
     WebhookNotice,
 )
@@ -85,6 +89,8 @@ class WebhookReceiver:
         if job is None or job.provider != provider.name:
             logger.info("webhook for an unknown job", extra={"job_id": job_id, "provider": provider.name})
             return WebhookOutcome.IGNORED
+        if not notice.trusted:
+            return self._receive_hint(provider, job, notice)
         if not self._names_this_job(job, notice):
             logger.warning(
                 "webhook names another request than the job's",
@@ -109,16 +115,48 @@ class WebhookReceiver:
         return notice.request_id is None or notice.request_id == job.provider_request_id
 
     def _record(self, provider: Provider, job: Job, notice: WebhookNotice) -> Progress | None:
-        if not notice.trusted:
-            return self._record_confirmed_status(provider, job)
         if notice.succeeded:
             return self._progress.completed(job, _result(notice))
-        error = JobError(code=ProviderErrorCode.GENERATION_FAILED, message=notice.error or "the provider failed")
+        error = JobError(
+            code=notice.error_code or ProviderErrorCode.GENERATION_FAILED,
+            message=notice.error or "the provider failed",
+            provider_code=notice.provider_code,
+        )
         return self._progress.failed(job, error)
 
-    def _record_confirmed_status(self, provider: Provider, job: Job) -> Progress | None:
-        """Only a hint came: what the provider's status says is what we record."""
-        return self._progress.follow_status(provider, job, provider.status(submission_of(job)))
+    def _receive_hint(self, provider: Provider, job: Job, notice: WebhookNotice) -> WebhookOutcome:
+        """Only a hint came (Mirako): what the provider's status says of the job's own task is what we record."""
+        if job.provider_request_id is None:
+            adopted = self._adopt_confirmed(provider, job, notice.request_id)
+            if adopted is None and job.status == JobStatus.ACCEPTED:
+                # Its dispatcher is still writing down the task id: a 409 has the provider call again.
+                raise TransitionConflict(job.job_id, job)
+            if adopted is None:
+                return WebhookOutcome.IGNORED
+            job = adopted
+        elif notice.request_id not in (None, job.provider_request_id):
+            logger.info(
+                "webhook body names another id; asking about the job's own task",
+                extra={"job_id": job.job_id, "body_id": notice.request_id, "task_id": job.provider_request_id},
+            )
+        return self._outcome(self._progress.follow_status(provider, job, provider.status(submission_of(job))))
+
+    def _adopt_confirmed(self, provider: Provider, job: Job, hinted_id: str | None) -> Job | None:
+        """A job whose submit answer was lost: the body's id becomes its task id only if the provider knows it."""
+        if hinted_id is None:
+            logger.info("webhook for a job without a task id names none", extra={"job_id": job.job_id})
+            return None
+        try:
+            provider.status(Submission(request_id=hinted_id))
+        except ProviderError as error:
+            if error.kind is not FailureKind.FINAL:
+                raise  # the provider did not answer: fail the call, so the webhook comes again
+            logger.warning(
+                "webhook names an id the provider does not know; not adopted",
+                extra={"job_id": job.job_id, "body_id": hinted_id, "code": error.code},
+            )
+            return None
+        return self._progress.adopt_submission(job, hinted_id)
 
 
 def _result(notice: WebhookNotice) -> ProviderResult:

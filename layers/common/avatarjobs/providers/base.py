@@ -13,7 +13,8 @@ class ProviderErrorCode(StrEnum):
     RATE_LIMITED = "PROVIDER_RATE_LIMITED"  # 429
     UNAVAILABLE = "PROVIDER_UNAVAILABLE"  # 5xx
     TIMEOUT = "PROVIDER_TIMEOUT"  # no answer in time; on a submit the provider may have accepted it
-    UNREACHABLE = "PROVIDER_UNREACHABLE"  # no connection (nothing was sent) or the connection broke
+    UNREACHABLE = "PROVIDER_UNREACHABLE"  # no connection: nothing was sent
+    CONNECTION_LOST = "PROVIDER_CONNECTION_LOST"  # the connection broke after the request (or part of it) left
     AUTH_FAILED = "PROVIDER_AUTH_FAILED"  # 401/403: our API key is wrong or lacks the right
     INVALID_REQUEST = "PROVIDER_INVALID_REQUEST"  # other 4xx: the provider refused the input
     GENERATION_FAILED = "GENERATION_FAILED"  # the provider ran the job and it failed
@@ -21,8 +22,20 @@ class ProviderErrorCode(StrEnum):
     NOT_READY = "PROVIDER_NOT_READY"  # a result was asked for before the provider finished
 
 
+class FailureKind(StrEnum):
+    """What a failed provider call means for making it again (docs/decisions.md, "Provider failures").
+
+    Reads (status, result) and cancels may be made again after RETRY and AMBIGUOUS alike; a submit only after
+    RETRY: an AMBIGUOUS submit may have been accepted, and sending it again may pay for a second video.
+    """
+
+    RETRY = "retry"  # the request certainly never reached the provider, or the provider said it did not take it
+    AMBIGUOUS = "ambiguous"  # it may have been received and acted on, and the answer does not say
+    FINAL = "final"  # the provider's own answer: another try gets the same
+
+
 class ProviderError(Exception):
-    """A provider call failed. `retryable` says whether the same call may succeed later.
+    """A provider call failed; `kind` says whether the same call may be made again.
 
     `message` is safe to store on the job and show to its owner: it never holds API keys or webhook tokens.
     `retry_after` is the provider's own hint in seconds (Retry-After), when it gave one.
@@ -34,16 +47,21 @@ class ProviderError(Exception):
         code: str,
         message: str,
         *,
-        retryable: bool,
+        kind: FailureKind,
         retry_after: float | None = None,
         provider_code: str | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
-        self.retryable = retryable
+        self.kind = kind
         self.retry_after = retry_after
         self.provider_code = provider_code
+
+    @property
+    def retryable(self) -> bool:
+        """Whether a read or a cancel may be made again (a submit: only when `kind` is RETRY)."""
+        return self.kind is not FailureKind.FINAL
 
 
 @dataclass(frozen=True)
@@ -71,7 +89,8 @@ class ProviderState(StrEnum):
 class StatusReport:
     state: ProviderState
     logs: list[str] = field(default_factory=list)
-    error: str | None = None
+    error: str | None = None  # fal: the failed request's message, on a COMPLETED status
+    error_type: str | None = None  # fal: its machine-readable category
     video_url: str | None = None  # Mirako gives it with the status; fal only through the result call
 
 
@@ -107,6 +126,8 @@ class WebhookNotice:
     content_type: str | None = None
     file_size: int | None = None
     error: str | None = None
+    error_code: str | None = None  # a failure's code, the one the result call gives for it
+    provider_code: str | None = None
 
 
 class UnknownProvider(Exception):
@@ -129,11 +150,21 @@ class InvalidWebhook(Exception):
 class Provider(Protocol):
     name: str
 
-    def submit(self, model: str, inputs: dict[str, Any], *, webhook_url: str, webhook_token: str | None) -> Submission:
+    def submit(
+        self,
+        model: str,
+        inputs: dict[str, Any],
+        *,
+        webhook_url: str,
+        webhook_token: str | None,
+        start_within_seconds: int | None = None,
+    ) -> Submission:
         """Start a generation; the provider calls `webhook_url` when it ends.
 
         fal: `inputs` is the model's input, media fields holding fetchable https URLs.
         Mirako: `inputs` holds `image` (bytes) and either `audio` (bytes) or `text` + `voice_profile_id`.
+        `start_within_seconds`: the provider is to drop the job, unbilled, if it has not started it by then
+        (fal's X-Fal-Request-Timeout); a provider without such a deadline ignores it.
         """
         ...
 

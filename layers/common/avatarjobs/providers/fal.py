@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from avatarjobs.providers.base import (
     CancelOutcome,
+    FailureKind,
     InvalidWebhook,
     ProviderError,
     ProviderErrorCode,
@@ -52,7 +53,9 @@ class _LogLine(BaseModel):
 class _QueueStatus(BaseModel):
     status: Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
     logs: list[_LogLine] | None = None
+    # fal's queue docs ("Check Status"): present only when a COMPLETED request failed.
     error: str | None = None
+    error_type: str | None = None
 
 
 class FalFile(BaseModel):
@@ -77,7 +80,8 @@ class _WebhookBody(BaseModel):
 
 
 class FalWebhookEvent(BaseModel):
-    """What a fal webhook says, in our words. `ok` with no video_url: fetch the result (payload_error)."""
+    """What a fal webhook says, in our words. `ok` with no video_url: fetch the result (payload_error).
+    A failure carries the same code and provider code as the result call gives for it (`fal_failure`)."""
 
     request_id: str
     ok: bool
@@ -85,6 +89,8 @@ class FalWebhookEvent(BaseModel):
     content_type: str | None = None
     file_size: int | None = None
     error: str | None = None
+    error_code: str | None = None
+    provider_code: str | None = None
 
 
 class InvalidWebhookBody(ValueError):
@@ -111,16 +117,55 @@ def _validation_item_text(item: Any) -> str:
     return f"{where}: {message}" if where else message
 
 
+def is_fal_error_body(body: Any) -> bool:
+    """fal's own error answer: a JSON object with `detail` (a model's typed list, or a request error's text)."""
+    return isinstance(body, dict) and "detail" in body
+
+
 def fal_error(response: httpx.Response) -> tuple[str, str | None]:
     """fal's message and error type (X-Fal-Error-Type or the body's error_type) of an error answer."""
     body = json_or_none(response)
-    error_type = response.headers.get("X-Fal-Error-Type")
-    message = ""
+    message, error_type = "", response.headers.get("X-Fal-Error-Type")
     if isinstance(body, dict):
         message = detail_text(body.get("detail"))
         if error_type is None and isinstance(body.get("error_type"), str):
             error_type = body["error_type"]
     return (message or f"fal answered HTTP {response.status_code}"), error_type
+
+
+def fal_failure(http_status: int | None, body: Any, *, error_type_header: str | None = None) -> ProviderError:
+    """The FINAL error of a request fal finished with an error, from its own error body (docs/decisions.md).
+
+    Model errors are a 422 whose `detail` lists typed items: the first item's `type` is the provider code.
+    Request errors carry `error_type` (and X-Fal-Error-Type). An app's own failure (its 500) carries neither; fal
+    does not retry it, so the answer is final all the same. The result call and the ERROR webhook both come here,
+    so one failure gets one code however it was learnt.
+    """
+    detail = body.get("detail") if isinstance(body, dict) else None
+    message = detail_text(detail) or (f"fal answered HTTP {http_status}" if http_status else "fal reported an error")
+    provider_code = error_type_header
+    if provider_code is None and isinstance(body, dict) and isinstance(body.get("error_type"), str):
+        provider_code = body["error_type"]
+    if provider_code is None and isinstance(detail, list):
+        typed = [item["type"] for item in detail if isinstance(item, dict) and isinstance(item.get("type"), str)]
+        provider_code = typed[0] if typed else None
+    request_error = isinstance(detail, str) and provider_code is not None
+    refused_input = http_status == 422 and not request_error
+    code = ProviderErrorCode.INVALID_REQUEST if refused_input else ProviderErrorCode.GENERATION_FAILED
+    return ProviderError(code, message, kind=FailureKind.FINAL, provider_code=provider_code)
+
+
+_STATUS_IN_ERROR = re.compile(r"\b([1-5][0-9]{2})\b")
+
+
+def _webhook_failure(body: "_WebhookBody") -> ProviderError:
+    # The ERROR webhook's `error` is fal's "Invalid status code: 422"; its payload is the result call's body.
+    found = _STATUS_IN_ERROR.search(body.error or "")
+    http_status = int(found[1]) if found else None
+    if is_fal_error_body(body.payload):
+        return fal_failure(http_status, body.payload)
+    message = body.error or "fal reported an error without a message"
+    return ProviderError(ProviderErrorCode.GENERATION_FAILED, message, kind=FailureKind.FINAL)
 
 
 def parse_fal_webhook(raw_body: bytes) -> FalWebhookEvent:
@@ -130,9 +175,14 @@ def parse_fal_webhook(raw_body: bytes) -> FalWebhookEvent:
     except ValidationError as error:
         raise InvalidWebhookBody(f"not a fal webhook body: {error.error_count()} problem(s)") from None
     if body.status == "ERROR":
-        payload_detail = body.payload.get("detail") if isinstance(body.payload, dict) else None
-        message = detail_text(payload_detail) or body.error or "fal reported an error without a message"
-        return FalWebhookEvent(request_id=body.request_id, ok=False, error=message)
+        failure = _webhook_failure(body)
+        return FalWebhookEvent(
+            request_id=body.request_id,
+            ok=False,
+            error=failure.message,
+            error_code=failure.code,
+            provider_code=failure.provider_code,
+        )
     try:
         output = _AvatarOutput.model_validate(body.payload)
     except ValidationError:
@@ -166,12 +216,28 @@ class FalQueueProvider:
         self._webhook_verifier = webhook_verifier
 
     def submit(
-        self, model: str, inputs: dict[str, Any], *, webhook_url: str, webhook_token: str | None = None
+        self,
+        model: str,
+        inputs: dict[str, Any],
+        *,
+        webhook_url: str,
+        webhook_token: str | None = None,
+        start_within_seconds: int | None = None,
     ) -> Submission:
-        """POST {base}/{model}?fal_webhook=...; fal signs its webhooks, so `webhook_token` is not used."""
+        """POST {base}/{model}?fal_webhook=...; fal signs its webhooks, so `webhook_token` is not used.
+
+        `start_within_seconds` is fal's deadline to START the run: past it, fal ends the request unstarted (a 504,
+        not billed) instead of keeping it queued. It goes under both of fal's names for it: X-Fal-Request-Timeout
+        (the platform headers page) and X-Fal-Request-Start-Timeout (the newer API reference, which prefers it).
+        A 2xx we cannot read is AMBIGUOUS: fal may hold the job (it is never submitted again).
+        """
         if not _MODEL_ID.match(model) or ".." in model:
             raise ValueError(f"not a fal model id: {model!r}")
         params = {"fal_webhook": webhook_url} if webhook_url else None
+        headers = self._headers()
+        if start_within_seconds is not None:
+            deadline = str(max(1, start_within_seconds))
+            headers |= {"X-Fal-Request-Timeout": deadline, "X-Fal-Request-Start-Timeout": deadline}
         response = send(
             self._client,
             "POST",
@@ -179,7 +245,7 @@ class FalQueueProvider:
             action="fal submit",
             params=params,
             json=inputs,
-            headers=self._headers(),
+            headers=headers,
         )
         if not response.is_success:
             raise self._error(response)
@@ -188,11 +254,13 @@ class FalQueueProvider:
             ticket = _QueueTicket.model_validate(body)
         except ValidationError:
             raise ProviderError(
-                ProviderErrorCode.BAD_RESPONSE, "fal submit: the answer has no request id or URLs", retryable=False
+                ProviderErrorCode.BAD_RESPONSE,
+                "fal submit: the answer has no request id or URLs",
+                kind=FailureKind.AMBIGUOUS,
             ) from None
         urls = {name: getattr(ticket, name) for name in _URL_NAMES}
         for name, url in urls.items():
-            self._check_same_origin(name, url)
+            self._check_same_origin(name, url, kind=FailureKind.AMBIGUOUS)
         return Submission(request_id=ticket.request_id, urls=urls)
 
     def status(self, submission: Submission) -> StatusReport:
@@ -211,30 +279,31 @@ class FalQueueProvider:
             status = _QueueStatus.model_validate(json_object(response, "fal status"))
         except ValidationError:
             raise ProviderError(
-                ProviderErrorCode.BAD_RESPONSE, "fal status: unknown status in the answer", retryable=True
+                ProviderErrorCode.BAD_RESPONSE, "fal status: unknown status in the answer", kind=FailureKind.AMBIGUOUS
             ) from None
         logs = [line.message for line in status.logs or [] if line.message]
-        return StatusReport(state=ProviderState(status.status), logs=logs, error=status.error)
+        return StatusReport(
+            state=ProviderState(status.status), logs=logs, error=status.error, error_type=status.error_type
+        )
 
     def result(self, submission: Submission) -> VideoResult:
-        """GET response_url. A failed run answers 422 (input refused) or an error body with an error type."""
+        """GET response_url. A failed run answers its error in fal's own body: that is FINAL (`fal_failure`).
+        An error without fal's body (a gateway's 502 page) or a success we cannot read is AMBIGUOUS: ask again."""
         response = send(
             self._client, "GET", self._url(submission, "response_url"), action="fal result", headers=self._headers()
         )
         if not response.is_success:
-            message, error_type = fal_error(response)
-            if error_type is not None:
-                raise ProviderError(
-                    ProviderErrorCode.GENERATION_FAILED, message, retryable=False, provider_code=error_type
+            body = json_or_none(response)
+            if is_fal_error_body(body):
+                raise fal_failure(
+                    response.status_code, body, error_type_header=response.headers.get("X-Fal-Error-Type")
                 )
-            if response.status_code == httpx.codes.UNPROCESSABLE_ENTITY:
-                raise ProviderError(ProviderErrorCode.INVALID_REQUEST, message, retryable=False)
             raise self._error(response)
         try:
             output = _AvatarOutput.model_validate(json_object(response, "fal result"))
         except ValidationError:
             raise ProviderError(
-                ProviderErrorCode.BAD_RESPONSE, "fal result: the answer holds no video", retryable=False
+                ProviderErrorCode.BAD_RESPONSE, "fal result: the answer holds no video", kind=FailureKind.AMBIGUOUS
             ) from None
         return VideoResult(
             url=output.video.url,
@@ -257,7 +326,7 @@ class FalQueueProvider:
             return CancelOutcome.NOT_FOUND
         if response.is_success:
             raise ProviderError(
-                ProviderErrorCode.BAD_RESPONSE, "fal cancel: unknown status in the answer", retryable=False
+                ProviderErrorCode.BAD_RESPONSE, "fal cancel: unknown status in the answer", kind=FailureKind.FINAL
             )
         raise self._error(response)
 
@@ -265,8 +334,11 @@ class FalQueueProvider:
         return {"Authorization": f"Key {self._api_key}"}
 
     def _error(self, response: httpx.Response) -> ProviderError:
-        message, error_type = fal_error(response)
-        return error_for_response(response, message, secrets=[self._api_key], provider_code=error_type)
+        own_body = is_fal_error_body(json_or_none(response))
+        message, error_type = fal_error(response) if own_body else ("fal", None)
+        return error_for_response(
+            response, message, own_body=own_body, secrets=[self._api_key], provider_code=error_type
+        )
 
     def _url(self, submission: Submission, name: str) -> str:
         url = submission.urls.get(name)
@@ -275,7 +347,7 @@ class FalQueueProvider:
         self._check_same_origin(name, url)
         return url
 
-    def _check_same_origin(self, name: str, url: str) -> None:
+    def _check_same_origin(self, name: str, url: str, *, kind: FailureKind = FailureKind.FINAL) -> None:
         # Our API key goes with every call to these URLs: never send it to a host other than the queue's.
         try:
             parsed = httpx.URL(url)
@@ -283,9 +355,7 @@ class FalQueueProvider:
             parsed = None
         if parsed is None or (parsed.scheme, parsed.host, parsed.port) != self._origin:
             raise ProviderError(
-                ProviderErrorCode.BAD_RESPONSE,
-                f"fal's {name} is not on the queue's host {self._origin[1]}",
-                retryable=False,
+                ProviderErrorCode.BAD_RESPONSE, f"fal's {name} is not on the queue's host {self._origin[1]}", kind=kind
             )
 
     def verify_webhook(self, headers: Mapping[str, str], raw_body: bytes, *, token_sha256: str | None) -> WebhookNotice:
@@ -310,4 +380,6 @@ class FalQueueProvider:
             content_type=event.content_type,
             file_size=event.file_size,
             error=event.error,
+            error_code=event.error_code,
+            provider_code=event.provider_code,
         )

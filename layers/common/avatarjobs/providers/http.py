@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from avatarjobs.providers.base import ProviderError, ProviderErrorCode
+from avatarjobs.providers.base import FailureKind, ProviderError, ProviderErrorCode
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 READ_TIMEOUT_SECONDS = 30.0
@@ -68,63 +68,90 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
 
 
-def _fal_retryable_override(response: httpx.Response) -> bool | None:
+def _fal_retryable_override(response: httpx.Response) -> FailureKind | None:
     # fal says per response whether retrying can help; its word beats our guess from the status code.
     value = response.headers.get("X-Fal-Retryable", "").strip().lower()
-    return {"true": True, "false": False}.get(value)
+    return {"true": FailureKind.RETRY, "false": FailureKind.FINAL}.get(value)
 
 
 def error_for_response(
     response: httpx.Response,
     message: str,
     *,
+    own_body: bool,
     secrets: Iterable[str | None] = (),
     provider_code: str | None = None,
 ) -> ProviderError:
-    """The ProviderError for a non-2xx answer: 429 and 5xx retryable, other 4xx permanent."""
+    """The ProviderError for a non-2xx answer (docs/decisions.md, "Provider failures").
+
+    `message`: the provider's own message, or (when `own_body` is false) what was being done.
+    `own_body`: the answer is in the provider's own error format, so the provider itself answered. A 5xx in its
+    own words says it did not take the request (RETRY); a 5xx without them (an HTML page from a gateway in front
+    of the provider, an empty body) may come after the provider took it (AMBIGUOUS). 429 is RETRY, any other
+    4xx FINAL.
+    """
     status = response.status_code
+    kind = FailureKind.FINAL
     if status == httpx.codes.TOO_MANY_REQUESTS:
-        code, retryable = ProviderErrorCode.RATE_LIMITED, True
-    elif status >= httpx.codes.INTERNAL_SERVER_ERROR:
-        code, retryable = ProviderErrorCode.UNAVAILABLE, True
-    elif status == httpx.codes.REQUEST_TIMEOUT:
-        code, retryable = ProviderErrorCode.TIMEOUT, True
+        code, kind = ProviderErrorCode.RATE_LIMITED, FailureKind.RETRY
+    elif status >= httpx.codes.INTERNAL_SERVER_ERROR or status == httpx.codes.REQUEST_TIMEOUT:
+        code = ProviderErrorCode.UNAVAILABLE if status != httpx.codes.REQUEST_TIMEOUT else ProviderErrorCode.TIMEOUT
+        kind = FailureKind.RETRY if own_body else FailureKind.AMBIGUOUS
     elif status in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
-        code, retryable = ProviderErrorCode.AUTH_FAILED, False
+        code = ProviderErrorCode.AUTH_FAILED
     elif status >= httpx.codes.BAD_REQUEST:
-        code, retryable = ProviderErrorCode.INVALID_REQUEST, False
+        code = ProviderErrorCode.INVALID_REQUEST
     else:  # 1xx/3xx: not an answer any provider documents
-        code, retryable = ProviderErrorCode.BAD_RESPONSE, False
-    override = _fal_retryable_override(response)
+        code = ProviderErrorCode.BAD_RESPONSE
+    override = _fal_retryable_override(response) if own_body else None
     if override is not None:
-        retryable = override
+        kind = override
+    if not own_body:
+        prefix = f"{message}: " if message else ""
+        message = f"{prefix}HTTP {status} without the provider's own error body (from a gateway in front of it?)"
     return ProviderError(
         code,
         redact(message or f"HTTP {status}", secrets),
-        retryable=retryable,
+        kind=kind,
         retry_after=parse_retry_after(response.headers.get("Retry-After")),
         provider_code=provider_code,
     )
 
 
+# Raised before a byte of the request reached the network: sending it again cannot duplicate anything.
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+)
+
+
 def error_for_transport(error: httpx.TransportError, action: str) -> ProviderError:
-    """Timeouts and broken connections are retryable. The message names the failure, never the request's headers."""
-    if isinstance(error, httpx.ConnectTimeout | httpx.ConnectError):
-        # Nothing reached the provider: a retry cannot duplicate anything.
+    """A failure with no answer: RETRY only when the request certainly never left, else AMBIGUOUS.
+
+    The message names the failure, never the request's headers.
+    """
+    name = type(error).__name__
+    if isinstance(error, _NOT_SENT):
         return ProviderError(
-            ProviderErrorCode.UNREACHABLE, f"{action}: could not connect ({type(error).__name__})", retryable=True
+            ProviderErrorCode.UNREACHABLE, f"{action}: could not connect ({name})", kind=FailureKind.RETRY
         )
     if isinstance(error, httpx.TimeoutException):
         return ProviderError(
-            ProviderErrorCode.TIMEOUT, f"{action}: no answer in time ({type(error).__name__})", retryable=True
+            ProviderErrorCode.TIMEOUT, f"{action}: no answer in time ({name})", kind=FailureKind.AMBIGUOUS
         )
+    # ReadError, WriteError, RemoteProtocolError (closed mid-answer or before it): the request may have arrived.
     return ProviderError(
-        ProviderErrorCode.UNREACHABLE, f"{action}: the connection failed ({type(error).__name__})", retryable=True
+        ProviderErrorCode.CONNECTION_LOST,
+        f"{action}: the connection failed after the request was sent ({name})",
+        kind=FailureKind.AMBIGUOUS,
     )
 
 
 def send(client: httpx.Client, method: str, url: str, *, action: str, **kwargs: Any) -> httpx.Response:
-    """client.request, with transport failures raised as retryable ProviderErrors."""
+    """client.request, with transport failures raised as ProviderErrors of their kind."""
     try:
         return client.request(method, url, **kwargs)
     except httpx.TransportError as error:
@@ -132,14 +159,12 @@ def send(client: httpx.Client, method: str, url: str, *, action: str, **kwargs: 
 
 
 def json_object(response: httpx.Response, action: str) -> dict[str, Any]:
-    """The response body as a JSON object, or a permanent BAD_RESPONSE error."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    """The body of a 2xx answer as a JSON object, or an AMBIGUOUS BAD_RESPONSE error: a success we cannot read
+    may still be one (a submit it answered may be running)."""
+    body = json_or_none(response)
     if not isinstance(body, dict):
         raise ProviderError(
-            ProviderErrorCode.BAD_RESPONSE, f"{action}: the answer is not a JSON object", retryable=False
+            ProviderErrorCode.BAD_RESPONSE, f"{action}: the answer is not a JSON object", kind=FailureKind.AMBIGUOUS
         )
     return body
 

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import struct
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from avatarjobs.providers.base import (
     CancelOutcome,
+    FailureKind,
     InvalidWebhook,
     ProviderError,
     ProviderErrorCode,
@@ -36,6 +38,17 @@ NO_TASK_ID_MESSAGE = "Failed to get valid task_id from server."
 VIDEO_CONTENT_TYPE = "video/mp4"  # the spec: "The URL of the output MP4 video"
 _FINAL_FAILURES = {ProviderState.FAILED, ProviderState.CANCELED, ProviderState.TIMED_OUT}
 _AUTH_SCHEME = "bearer"
+_PROBLEM_JSON = "application/problem+json"
+# The spec calls `b64_audio_str` "PCM s16 audio data"; its example decodes to a WAV header of 16 kHz, mono, 16-bit.
+SPEECH_SAMPLE_RATE = 16_000
+SPEECH_CHANNELS = 1
+_SAMPLE_BYTES = 2
+# Audio files talking-avatar can take as they are, by their first bytes (raw PCM has no header at all).
+_AUDIO_FILE_MAGIC = (b"RIFF", b"ID3", b"OggS", b"fLaC", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2", b"\xff\xf1", b"\xff\xf9")
+SPEECH_UNCONFIRMED_MESSAGE = (
+    "Mirako text-to-speech: the answer was lost after the request was sent; it is not asked again, so that the "
+    "speech is not paid twice, and no video was ordered"
+)
 
 
 class _ProblemDetail(BaseModel):
@@ -107,17 +120,54 @@ def verify_webhook_token(presented_authorization_header: str | None, stored_sha2
     return hmac.compare_digest(presented, stored_sha256_hex.strip().lower().encode("utf-8", "surrogatepass"))
 
 
+def speech_as_audio_file(audio: bytes) -> bytes:
+    """Mirako's speech as an audio file talking-avatar takes: an audio file as it is, raw PCM s16 in a WAV."""
+    if audio.startswith(_AUDIO_FILE_MAGIC):
+        return audio
+    if len(audio) % (_SAMPLE_BYTES * SPEECH_CHANNELS):
+        raise ProviderError(
+            ProviderErrorCode.BAD_RESPONSE,
+            "Mirako text-to-speech returned neither an audio file nor whole 16-bit PCM samples",
+            kind=FailureKind.FINAL,
+        )
+    byte_rate = SPEECH_SAMPLE_RATE * SPEECH_CHANNELS * _SAMPLE_BYTES
+    header = struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + len(audio),
+        b"WAVE",
+        b"fmt ",
+        16,  # the fmt chunk's size for PCM
+        1,  # PCM
+        SPEECH_CHANNELS,
+        SPEECH_SAMPLE_RATE,
+        byte_rate,
+        SPEECH_CHANNELS * _SAMPLE_BYTES,
+        8 * _SAMPLE_BYTES,
+        b"data",
+        len(audio),
+    )
+    return header + audio
+
+
 def _b64(value: Any, name: str) -> str:
     if not isinstance(value, bytes | bytearray) or not value:
         raise ValueError(f"Mirako input {name!r} must be non-empty bytes")
     return base64.b64encode(value).decode("ascii")
 
 
-def _is_base64(text: str) -> bool:
+def _decoded(text: str) -> bytes:
     try:
-        return bool(base64.b64decode(text, validate=True))
+        return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        return False
+        return b""
+
+
+def _is_problem(response: httpx.Response) -> bool:
+    """Mirako's own error answer (the spec's ErrorModel, served as application/problem+json)."""
+    content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    body = json_or_none(response)
+    return content_type == _PROBLEM_JSON or (isinstance(body, dict) and ("title" in body or "status" in body))
 
 
 class MirakoProvider:
@@ -128,10 +178,19 @@ class MirakoProvider:
         self._api_key = api_key
         self._client = client if client is not None else shared_client(self._base_url)
 
-    def submit(self, model: str, inputs: dict[str, Any], *, webhook_url: str, webhook_token: str | None) -> Submission:
+    def submit(
+        self,
+        model: str,
+        inputs: dict[str, Any],
+        *,
+        webhook_url: str,
+        webhook_token: str | None,
+        start_within_seconds: int | None = None,
+    ) -> Submission:
         """Generate a talking avatar from `image` + `audio` bytes, or `image` + `text` spoken by `voice_profile_id`.
 
-        The request body holds exactly image, audio and webhook: the spec forbids other fields.
+        The request body holds exactly image, audio and webhook: the spec forbids other fields (so Mirako gets no
+        start deadline). A 200 without a task id is AMBIGUOUS: the task may exist, and is never ordered again.
         """
         if model != MODEL:
             raise ValueError(f"Mirako offers only the {MODEL!r} model, not {model!r}")
@@ -153,8 +212,8 @@ class MirakoProvider:
         data = answer.get("data") if isinstance(answer, dict) else None
         task_id = data.get("task_id") if isinstance(data, dict) else None
         if not isinstance(task_id, str) or not task_id:
-            # The n8n node's words for this case; the task may or may not exist, and we cannot follow it.
-            raise ProviderError(ProviderErrorCode.BAD_RESPONSE, NO_TASK_ID_MESSAGE, retryable=False)
+            # The n8n node's words for this case; the task may or may not exist: its webhook may still tell.
+            raise ProviderError(ProviderErrorCode.BAD_RESPONSE, NO_TASK_ID_MESSAGE, kind=FailureKind.AMBIGUOUS)
         return Submission(request_id=task_id)
 
     def status(self, submission: Submission) -> StatusReport:
@@ -173,14 +232,18 @@ class MirakoProvider:
             raise ProviderError(
                 ProviderErrorCode.GENERATION_FAILED,
                 redact(message, [self._api_key]),
-                retryable=False,
+                kind=FailureKind.FINAL,
                 provider_code=task.status,
             )
         if task.status != ProviderState.COMPLETED:
-            raise ProviderError(ProviderErrorCode.NOT_READY, f"Mirako reports the task {task.status}", retryable=True)
+            raise ProviderError(
+                ProviderErrorCode.NOT_READY, f"Mirako reports the task {task.status}", kind=FailureKind.RETRY
+            )
         if not task.file_url:
             raise ProviderError(
-                ProviderErrorCode.BAD_RESPONSE, "Mirako reports the task COMPLETED without a file_url", retryable=False
+                ProviderErrorCode.BAD_RESPONSE,
+                "Mirako reports the task COMPLETED without a file_url",
+                kind=FailureKind.AMBIGUOUS,
             )
         return VideoResult(url=task.file_url, content_type=VIDEO_CONTENT_TYPE, duration_seconds=task.output_duration)
 
@@ -195,18 +258,26 @@ class MirakoProvider:
     # -- calls ----------------------------------------------------------------------------------------------
 
     def _speech(self, text: str, voice_profile_id: str, webhook_token: str | None) -> str:
+        """The speech as base64 of an audio file. A speech request that may have been received is not sent again:
+        the job fails (FINAL) with SPEECH_UNCONFIRMED_MESSAGE rather than risk paying twice."""
         body = {"text": text, "voice_profile_id": voice_profile_id, "return_type": "b64_audio_str"}
-        response = self._call("POST", "/v1/speech/tts", "Mirako text-to-speech", webhook_token, body)
         try:
-            speech = _SpeechAnswer.model_validate(json_object(response, "Mirako text-to-speech"))
+            response = self._call("POST", "/v1/speech/tts", "Mirako text-to-speech", webhook_token, body)
+            answer = json_object(response, "Mirako text-to-speech")
+        except ProviderError as error:
+            if error.kind is FailureKind.AMBIGUOUS:
+                raise ProviderError(error.code, SPEECH_UNCONFIRMED_MESSAGE, kind=FailureKind.FINAL) from None
+            raise
+        try:
+            speech = _SpeechAnswer.model_validate(answer)
         except ValidationError:
             speech = _SpeechAnswer()
-        audio = speech.data.b64_audio_str if speech.data else None
-        if not audio or not _is_base64(audio):
+        audio = _decoded(speech.data.b64_audio_str or "") if speech.data else b""
+        if not audio:
             raise ProviderError(
-                ProviderErrorCode.BAD_RESPONSE, "Mirako text-to-speech returned no usable audio", retryable=False
+                ProviderErrorCode.BAD_RESPONSE, "Mirako text-to-speech returned no usable audio", kind=FailureKind.FINAL
             )
-        return audio
+        return base64.b64encode(speech_as_audio_file(audio)).decode("ascii")
 
     def _status(self, submission: Submission) -> _TaskStatus:
         path = f"/v1/video/async_generate_talking_avatar/{quote(submission.request_id, safe='')}/status"
@@ -216,9 +287,11 @@ class MirakoProvider:
         except ValidationError:
             answer = _TaskAnswer()
         if answer.data is None:
-            # Retryable: the reconciler asks again on its next round, until the job's deadline.
+            # The reconciler asks again on its next round, until the job's deadline.
             raise ProviderError(
-                ProviderErrorCode.BAD_RESPONSE, "Mirako status: the answer has no known status", retryable=True
+                ProviderErrorCode.BAD_RESPONSE,
+                "Mirako status: the answer has no known status",
+                kind=FailureKind.AMBIGUOUS,
             )
         return answer.data
 
@@ -234,14 +307,20 @@ class MirakoProvider:
             headers={"Authorization": f"Bearer {self._api_key}"},
         )
         if not response.is_success:
-            message, title = problem_message(response)
+            own_body = _is_problem(response)
+            message, title = problem_message(response) if own_body else ("", None)
             raise error_for_response(
-                response, f"{action}: {message}", secrets=[self._api_key, webhook_token], provider_code=title
+                response,
+                f"{action}: {message}" if own_body else action,
+                own_body=own_body,
+                secrets=[self._api_key, webhook_token],
+                provider_code=title,
             )
         return response
 
     def verify_webhook(self, headers: Mapping[str, str], raw_body: bytes, *, token_sha256: str | None) -> WebhookNotice:
-        """The job's Bearer token, in constant time. The body is undocumented: its task id is only a hint."""
+        """The job's Bearer token, in constant time. The spec calls the body's `id` only "the id of the request":
+        it is passed on as a hint (`request_id`, untrusted), never as the task id."""
         authorization = next((value for name, value in headers.items() if name.lower() == "authorization"), None)
         if not token_sha256 or not verify_webhook_token(authorization, token_sha256):
             raise InvalidWebhook("missing or wrong Bearer token")
