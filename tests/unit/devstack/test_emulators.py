@@ -674,3 +674,12 @@ def test_settings_come_from_the_environment_and_counters_are_used_up() -> None:
 def test_emulators_run_as_child_processes(module: str, probe_path: str, tmp_path: Path) -> None:
     with server_process(module, log=tmp_path / "emulator.log") as url:
         assert httpx.get(f"{url}{probe_path}", timeout=10).status_code == 200
+
+
+def test_a_child_emulator_serves_its_files_from_the_media_host(tmp_path: Path) -> None:
+    with server_process("devstack.emulators.mirako", log=tmp_path / "emulator.log") as url:
+        body = {"text": SENTENCE, "voice_profile_id": "v1", "return_type": "file_url"}
+        speech = httpx.post(f"{url}/v1/speech/tts", headers={"Authorization": "Bearer k"}, json=body, timeout=10)
+        file_url = speech.json()["data"]["file_url"]
+        assert file_url.startswith("http://127.0.0.2:")
+        assert httpx.get(file_url, timeout=10).content[:4] == b"RIFF"
