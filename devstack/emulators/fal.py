@@ -5,7 +5,7 @@ Wire format and quirks as fal has them:
   `{"detail":[{"loc":["body",field],"msg","type"}]}` for a bad input, else the queue ticket. Its status,
   response and cancel URLs drop the model's sub-path: `/fal-ai/ai-avatar/requests/{id}[/status|/cancel]`.
 - status: 202 while IN_QUEUE or IN_PROGRESS, 200 once COMPLETED, which a failed run is too: only the result
-  call tells (the status document has logs and metrics, no error). Errors come in fal's two documented shapes:
+  call has the error itself (the status document has `error` and `error_type`). Errors come in fal's two shapes:
   a model error is 422 with `{"detail":[{loc,msg,type,url,input}]}` and X-Fal-Retryable; a request
   (infrastructure) error is `{"detail": str, "error_type"}` with X-Fal-Error-Type; an app's own 500 is its body.
 - `X-Fal-Request-Timeout: <seconds>` on a submit: a run not started by then ends with a request_timeout (504).
@@ -47,7 +47,8 @@ NUM_FRAMES_MIN, NUM_FRAMES_MAX = 81, 129
 RESOLUTION_HEIGHTS = {"480p": 480, "720p": 720}
 DOWNLOAD_ERROR = "Failed to download the file. Please check if the URL is accessible and try again."
 ERRORS_URL = "https://docs.fal.ai/errors"  # a model error's `url` is its type's anchor on this page
-START_TIMEOUT_HEADER = "x-fal-request-timeout"
+# fal's time-to-start deadline; its newest reference renames it and prefers the new name when both are sent.
+START_TIMEOUT_HEADERS = ("x-fal-request-start-timeout", "x-fal-request-timeout")
 START_TIMEOUT_MIN_SECONDS = 0.1  # fal's minimum: the value must be greater
 APP_ERROR_DETAIL = "Internal Server Error"
 
@@ -116,6 +117,17 @@ class Failure:
         if self.error_type:
             document["error_type"] = self.error_type
         return document
+
+    def machine_type(self) -> str | None:
+        """The failure's machine-readable type: a request error's error_type, or a model error's detail type.
+
+        None for an app's own error body (its 500 says only `detail`).
+        """
+        if self.error_type:
+            return self.error_type
+        if isinstance(self.detail, list) and self.detail and isinstance(self.detail[0], dict):
+            return str(self.detail[0].get("type")) if self.detail[0].get("type") else None
+        return None
 
     def response_headers(self) -> dict[str, str]:
         return {**self.headers, **({"X-Fal-Error-Type": self.error_type} if self.error_type else {})}
@@ -248,9 +260,12 @@ class FalEmulator(Emulator):
             return json_response(202, document)
         if run.status == "IN_PROGRESS":
             return json_response(202, document)
-        # fal documents a COMPLETED status as logs and metrics, failed or not: only the result call has the error.
         if run.started_at is not None and run.finished_at is not None:
             document["metrics"] = {"inference_time": round(run.finished_at - run.started_at, 3)}
+        if run.failure is not None:  # fal's queue page: both "present only if the request failed"
+            document["error"] = run.failure.message()
+            if (error_type := run.failure.machine_type()) is not None:
+                document["error_type"] = error_type
         return json_response(200, document)
 
     def _result(self, request: Request, run: FalRun) -> Response:
@@ -474,7 +489,7 @@ def model_error(field_name: str | None, message: str, error_type: str, value: An
 
 def _start_timeout(request: Request) -> float | Response | None:
     """The submit's X-Fal-Request-Timeout in seconds (None without one), or fal's 400 for a bad value."""
-    value = request.headers.get(START_TIMEOUT_HEADER)
+    value = next((request.headers[name] for name in START_TIMEOUT_HEADERS if name in request.headers), None)
     if value is None:
         return None
     try:

@@ -176,8 +176,8 @@ def test_fal_app_error_completes_and_its_result_is_the_apps_500_without_an_error
         assert webhook["payload"] == {"detail": "Internal Server Error"}
         status = status_of(fal, request_id)
         assert (status.status_code, status.json()["status"]) == (200, "COMPLETED")
-        assert "error" not in status.json()
-        assert "error_type" not in status.json()
+        assert status.json()["error"] == "Internal Server Error"
+        assert "error_type" not in status.json()  # the app's body names no type
         result = result_of(fal, request_id)
         assert (result.status_code, result.json()) == (500, {"detail": "Internal Server Error"})
         assert "x-fal-error-type" not in result.headers
@@ -217,6 +217,11 @@ def test_fal_model_error_is_a_422_with_its_type_inside_the_detail(loopback: Loop
         assert error["input"].startswith("data:image/png;base64,")
         assert (webhook["status"], webhook["payload"]) == ("ERROR", result.json())
         assert webhook["error"] == "Invalid status code: 422"
+        status = status_of(fal, request_id).json()
+        assert (status["error"], status["error_type"]) == (
+            "Could not detect a face in the image.",
+            "face_detection_error",
+        )
 
 
 # -- fal: X-Fal-Request-Timeout (start_timeout) ---------------------------------------------------------------
@@ -242,7 +247,8 @@ def test_fal_start_timeout_ends_a_run_still_queued_at_its_deadline_as_a_request_
         )
         assert result.headers["x-fal-error-type"] == "request_timeout"
         assert result.headers["x-fal-request-timeout-type"] == "user"
-        assert status_of(fal, waiting.json()["request_id"]).json()["status"] == "COMPLETED"
+        status = status_of(fal, waiting.json()["request_id"]).json()
+        assert (status["status"], status["error_type"]) == ("COMPLETED", "request_timeout")
 
         # The running one had started before its deadline: it runs as long as it needs.
         assert loopback.next_delivery().json()["request_id"] == running.json()["request_id"]
@@ -253,10 +259,13 @@ def test_fal_start_timeout_ends_a_run_still_queued_at_its_deadline_as_a_request_
         assert record[running.json()["request_id"]]["start_timeout_seconds"] == 0.3
 
 
-@pytest.mark.parametrize("value", ["0.1", "soon"])
-def test_fal_refuses_a_start_timeout_it_cannot_use(value: str, loopback: Loopback, face: bytes) -> None:
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-Fal-Request-Timeout": "0.1"}, {"X-Fal-Request-Timeout": "soon"}, {"X-Fal-Request-Start-Timeout": "0"}],
+)
+def test_fal_refuses_a_start_timeout_it_cannot_use(headers: dict[str, str], loopback: Loopback, face: bytes) -> None:
     with FalEmulator(QUICK) as fal:
-        answer = fal_submit(fal, loopback, face, headers={"X-Fal-Request-Timeout": value})
+        answer = fal_submit(fal, loopback, face, headers=headers)
         assert (answer.status_code, answer.json()["error_type"]) == (400, "bad_request")
         assert answer.headers["x-fal-error-type"] == "bad_request"
         assert runs(fal) == []

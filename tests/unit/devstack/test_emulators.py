@@ -281,6 +281,7 @@ def test_fal_failed_run_is_completed_and_its_result_is_the_error(
     assert notice.error == "body.image_url: Could not detect a face in the image."
     report = fal.status(submission)
     assert report.state == ProviderState.COMPLETED  # fal has no FAILED state
+    assert report.error == "Could not detect a face in the image."
     with pytest.raises(ProviderError) as raised:
         fal.result(submission)
     # fal's documented model error: its type is inside detail[] (test_emulator_knobs checks the wire shape).
