@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import threading
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,6 +175,34 @@ def wav_bytes(pcm: bytes, sample_rate: int) -> bytes:
         wav.setframerate(sample_rate)
         wav.writeframes(pcm)
     return buffer.getvalue()
+
+
+def pcm_s16le(wav: bytes, sample_rate: int) -> bytes:
+    """The raw samples of a WAV file (no header) as signed 16-bit little-endian mono at `sample_rate`."""
+    with tempfile.TemporaryDirectory(prefix="avatar-pcm-") as folder:
+        source, output = Path(folder) / "speech.wav", Path(folder) / "speech.raw"
+        source.write_bytes(wav)
+        arguments = ["-i", str(source), "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "-c:a", "pcm_s16le"]
+        finished = _ffmpeg([*arguments, "-y", str(output)], "resample the speech")
+        if finished.returncode != 0 or not output.exists():
+            raise MediaError(f"ffmpeg could not resample the speech: {_last_lines(finished.stderr)}")
+        return output.read_bytes()
+
+
+# How audio files begin (their container's signature): raw samples have none of these.
+_AUDIO_SIGNATURES: tuple[tuple[str, Callable[[bytes], bool]], ...] = (
+    ("wav", lambda data: data[:4] == b"RIFF" and data[8:12] == b"WAVE"),
+    ("mp3", lambda data: data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0)),
+    ("ogg", lambda data: data[:4] == b"OggS"),
+    ("flac", lambda data: data[:4] == b"fLaC"),
+    ("mp4", lambda data: data[4:8] == b"ftyp"),
+    ("webm", lambda data: data[:4] == b"\x1a\x45\xdf\xa3"),
+)
+
+
+def audio_file_format(data: bytes) -> str | None:
+    """The container of an audio file ("wav", "mp3", ...) by its signature; None for anything else (raw PCM)."""
+    return next((name for name, matches in _AUDIO_SIGNATURES if matches(data)), None)
 
 
 def wav_duration(wav: bytes) -> float:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from devstack.api_gateway import ApiGateway
 from devstack.cloudformation import REGION, TEMPLATE_PATH, FunctionSpec, Stack, load_template, provision
+from devstack.emulators.settings import settings_from_environment
 from devstack.event_sources import Poller, event_sources_of, stop_all
 from devstack.faults import FAULT_LOG_VARIABLE, S3_UPLOAD_FAILURE_RATE_VARIABLE, read_faults, record_fault
 from devstack.lambda_worker import FunctionError, Worker
@@ -46,6 +47,8 @@ SCHEDULE_SECONDS_VARIABLE = "DEVSTACK_SCHEDULE_SECONDS"
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ", "SYSTEMROOT")
 LOCAL_FAL_KEY = "local-fal-key"
 LOCAL_MIRAKO_KEY = "local-mirako-key"
+# Without the emulators, the providers' stand-ins (tests' fakes) serve their files from their own address.
+LOOPBACK_MEDIA_HOST = "127.0.0.1"
 
 
 class LocalStack:
@@ -57,7 +60,9 @@ class LocalStack:
         them. `fal_base_url`, `fal_jwks_url`, `mirako_base_url` point them at other servers instead; with
         neither, the functions keep the template's (real) provider URLs.
     schedule_seconds: the period of Schedule events (default: DEVSTACK_SCHEDULE_SECONDS, else the template's).
-    parameters: template parameter overrides (e.g. a short WebhookOverdueSeconds for tests).
+    parameters: template parameter overrides (e.g. a short WebhookOverdueSeconds for tests). FalMediaHosts and
+        MirakoMediaHosts default to where the emulators serve their files (their media_host), or to 127.0.0.1
+        without the emulators; the functions get what the parameters say, as deployed.
     visibility_timeouts: queue logical id -> seconds, set after provisioning: a local acceleration of the
         template's visibility timeouts (6 x the consumer's timeout, i.e. minutes), so that a message whose
         invocation crashed comes back within seconds. The local pollers take one batch at a time per queue, so
@@ -98,7 +103,7 @@ class LocalStack:
         self.api_key = api_key or secrets.token_urlsafe(30)
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="devstack-logs-"))
         self._stack_name = stack_name
-        self._parameters = parameters or {}
+        self._parameters = {**_media_host_parameters(emulators), **(parameters or {})}
         self._visibility_timeouts = dict(visibility_timeouts or {})
         self._s3_upload_failures = dict(s3_upload_failures or {})
         self._moto: ChildServer | None = None
@@ -134,6 +139,11 @@ class LocalStack:
         if self._gateway is None:
             raise RuntimeError("the local stack is not started")
         return self._gateway.url
+
+    @property
+    def parameters(self) -> dict[str, str]:
+        """The template parameters the stack is provisioned with (the caller's, and the local defaults)."""
+        return dict(self._parameters)
 
     @property
     def provider_urls(self) -> dict[str, str | None]:
@@ -313,8 +323,6 @@ class LocalStack:
         local_values = {
             **{name: url for name, url in self._provider_urls.items() if url},
             "PUBLIC_BASE_URL": public_base_url,
-            "FAL_MEDIA_HOSTS": "127.0.0.1",
-            "MIRAKO_MEDIA_HOSTS": "127.0.0.1",
         }
         overrides = {name: value for name, value in local_values.items() if name in template_given}
         rate = self._s3_upload_failures.get(function.logical_id)
@@ -361,3 +369,13 @@ class LocalStack:
                 cleanup.callback(self._gateway.stop)
         self._pollers, self._emulators, self._worker_children, self._workers = [], [], {}, {}
         self._gateway, self._moto = None, None
+
+
+def _media_host_parameters(emulators: bool) -> dict[str, str]:
+    """FalMediaHosts and MirakoMediaHosts: the address each emulator serves its result files from."""
+    if not emulators:
+        return {"FalMediaHosts": LOOPBACK_MEDIA_HOST, "MirakoMediaHosts": LOOPBACK_MEDIA_HOST}
+    return {
+        "FalMediaHosts": settings_from_environment("FAL_EMULATOR_").media_host,
+        "MirakoMediaHosts": settings_from_environment("MIRAKO_EMULATOR_").media_host,
+    }

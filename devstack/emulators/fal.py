@@ -5,7 +5,10 @@ Wire format and quirks as fal has them:
   `{"detail":[{"loc":["body",field],"msg","type"}]}` for a bad input, else the queue ticket. Its status,
   response and cancel URLs drop the model's sub-path: `/fal-ai/ai-avatar/requests/{id}[/status|/cancel]`.
 - status: 202 while IN_QUEUE or IN_PROGRESS, 200 once COMPLETED, which a failed run is too: only the result
-  call tells, with 422 and the error (and X-Fal-Error-Type for a generation error).
+  call has the error itself (the status document has `error` and `error_type`). Errors come in fal's two shapes:
+  a model error is 422 with `{"detail":[{loc,msg,type,url,input}]}` and X-Fal-Retryable; a request
+  (infrastructure) error is `{"detail": str, "error_type"}` with X-Fal-Error-Type; an app's own 500 is its body.
+- `X-Fal-Request-Timeout: <seconds>` on a submit: a run not started by then ends with a request_timeout (504).
 - cancel: OK (removed from the queue), CANCELLATION_REQUESTED (running: stopped), ALREADY_COMPLETED, NOT_FOUND.
 - webhook: the result (or the error), signed with ED25519 like fal's; the public key at /.well-known/jwks.json.
 The result is a real MP4 of the input face speaking the input audio, or espeak-ng's speech of the text.
@@ -43,6 +46,11 @@ USER_ID = "local-emulator-user"
 NUM_FRAMES_MIN, NUM_FRAMES_MAX = 81, 129
 RESOLUTION_HEIGHTS = {"480p": 480, "720p": 720}
 DOWNLOAD_ERROR = "Failed to download the file. Please check if the URL is accessible and try again."
+ERRORS_URL = "https://docs.fal.ai/errors"  # a model error's `url` is its type's anchor on this page
+# fal's time-to-start deadline; its newest reference renames it and prefers the new name when both are sent.
+START_TIMEOUT_HEADERS = ("x-fal-request-start-timeout", "x-fal-request-timeout")
+START_TIMEOUT_MIN_SECONDS = 0.1  # fal's minimum: the value must be greater
+APP_ERROR_DETAIL = "Internal Server Error"
 
 Voice = Literal[
     "Aria", "Roger", "Sarah", "Laura", "Charlie", "George", "Callum", "River", "Liam", "Charlotte",
@@ -101,13 +109,28 @@ class Failure:
 
     http_status: int
     detail: Any
-    error_type: str | None = None  # sent as X-Fal-Error-Type (a generation error, not a refused input)
+    error_type: str | None = None  # a request (infrastructure) error's type: in the body and X-Fal-Error-Type
+    headers: dict[str, str] = field(default_factory=dict)
 
     def body(self) -> dict[str, Any]:
         document: dict[str, Any] = {"detail": self.detail}
         if self.error_type:
             document["error_type"] = self.error_type
         return document
+
+    def machine_type(self) -> str | None:
+        """The failure's machine-readable type: a request error's error_type, or a model error's detail type.
+
+        None for an app's own error body (its 500 says only `detail`).
+        """
+        if self.error_type:
+            return self.error_type
+        if isinstance(self.detail, list) and self.detail and isinstance(self.detail[0], dict):
+            return str(self.detail[0].get("type")) if self.detail[0].get("type") else None
+        return None
+
+    def response_headers(self) -> dict[str, str]:
+        return {**self.headers, **({"X-Fal-Error-Type": self.error_type} if self.error_type else {})}
 
     def message(self) -> str:
         if isinstance(self.detail, list) and self.detail and isinstance(self.detail[0], dict):
@@ -123,17 +146,22 @@ class FalRun(Run):
     output: dict[str, Any] | None = None
     failure: Failure | None = None
     payload_error: bool = False
+    app_error: bool = False  # the model app answers 500 (fal does not retry it)
+    start_timeout_seconds: float | None = None
+    start_timeout_expired: bool = False
 
 
 class FalEmulator(Emulator):
     name: ClassVar[str] = "fal"
     environment_prefix: ClassVar[str] = "FAL_EMULATOR_"
-    media_content_type: ClassVar[str] = "application/octet-stream"  # what fal.media answers for MP4s
 
     def __init__(self, settings: EmulatorSettings | None = None, *, api_key: str | None = None, port: int = 0) -> None:
         super().__init__(settings, api_key=api_key, port=port)
         # A new key per emulator, like a rotation: the pipeline must fetch the JWKS, never pin a key.
         self._signing_key = SigningKey.generate()
+
+    def result_content_type(self) -> str:
+        return "application/octet-stream"  # what fal.media answers for MP4s
 
     # -- routes -----------------------------------------------------------------------------------------------
 
@@ -185,13 +213,18 @@ class FalEmulator(Emulator):
             headers = {"Retry-After": str(settings.retry_after_seconds)}
             response = json_response(429, {"detail": "Rate limit exceeded"}, headers=headers)
             return self.reject(response, model=model, webhook_url=webhook_url, fault=refusal)
+        start_timeout = _start_timeout(request)
+        if isinstance(start_timeout, Response):
+            return self.reject(start_timeout, model=model, webhook_url=webhook_url)
         try:
             inputs = MODELS[model].model_validate_json(request.body or b"null")
         except ValidationError as error:
             return self.reject(json_response(422, {"detail": validation_detail(error)}), model=model)
         request_id = str(uuid.uuid4())
         root = f"{self.base_url}/{APP}/requests/{request_id}"
+        caller = webhook_url or request_id
         failing = self.settings.take("fail_runs")
+        app_error = not failing and (self.settings.take("app_error_runs") or self.selects("app_error_fraction", caller))
         run = FalRun(
             request_id=request_id,
             webhook_url=webhook_url or None,
@@ -199,9 +232,13 @@ class FalEmulator(Emulator):
             inputs=inputs,
             urls={"status_url": f"{root}/status", "response_url": root, "cancel_url": f"{root}/cancel"},
             inject_failure=failing,
-            drop_webhook=self.drops_webhook(webhook_url or request_id),
-            media_errors=not failing and self.settings.take("media_error_runs"),
+            drop_webhook=self.drops_webhook(caller),
+            media_errors=not failing and not app_error and self.settings.take("media_error_runs"),
             payload_error=self.settings.take("webhook_payload_errors"),
+            app_error=app_error,
+            submit_answer=self.submit_answer_fault(caller),
+            start_timeout_seconds=start_timeout,
+            start_deadline=None if start_timeout is None else time.monotonic() + start_timeout,
         )
         self.add_run(run, lambda: self._generate(run))
         ticket = {
@@ -210,7 +247,7 @@ class FalEmulator(Emulator):
             **run.urls,
             "queue_position": self.queue_position(run),
         }
-        return json_response(200, ticket)
+        return self.answer_of_submit(run, json_response(200, ticket))
 
     # -- status, result, cancel ---------------------------------------------------------------------------------
 
@@ -225,18 +262,17 @@ class FalEmulator(Emulator):
             return json_response(202, document)
         if run.started_at is not None and run.finished_at is not None:
             document["metrics"] = {"inference_time": round(run.finished_at - run.started_at, 3)}
-        if run.failure is not None:
+        if run.failure is not None:  # fal's queue page: both "present only if the request failed"
             document["error"] = run.failure.message()
-            if run.failure.error_type:
-                document["error_type"] = run.failure.error_type
+            if (error_type := run.failure.machine_type()) is not None:
+                document["error_type"] = error_type
         return json_response(200, document)
 
     def _result(self, request: Request, run: FalRun) -> Response:
         if run.status != "COMPLETED":
             return json_response(400, {"detail": "Request is still in progress"})
         if run.failure is not None:
-            headers = {"X-Fal-Error-Type": run.failure.error_type} if run.failure.error_type else {}
-            return json_response(run.failure.http_status, run.failure.body(), headers=headers)
+            return json_response(run.failure.http_status, run.failure.body(), headers=run.failure.response_headers())
         return json_response(200, run.output, headers={"X-Fal-Request-Id": run.request_id})
 
     def _cancel(self, request: Request, run: FalRun) -> Response:
@@ -255,11 +291,11 @@ class FalEmulator(Emulator):
     def _generate(self, run: FalRun) -> None:
         settings = self.settings.current()
         if not settings.instant and not self.wait(run, settings.queue_seconds):
-            self._end_canceled(run, was_running=False)
+            self._end_unstarted(run)
             return
         with self.worker_slot(run) as started:
             if not started:
-                self._end_canceled(run, was_running=False)
+                self._end_unstarted(run)
                 return
             run.status, run.started_at = "IN_PROGRESS", time.time()
             run.log(f"Generating with {run.model}")
@@ -278,8 +314,10 @@ class FalEmulator(Emulator):
         """Sets the run's output or its failure."""
         assert run.inputs is not None
         if run.inject_failure:
-            detail = [{"loc": ["body"], "msg": settings.error_message, "type": settings.error_type}]
-            run.failure = Failure(422, detail, error_type=settings.error_type)
+            run.failure = model_error("image_url", settings.error_message, settings.error_type, run.inputs.image_url)
+            return
+        if run.app_error:
+            run.failure = Failure(500, settings.error_message or APP_ERROR_DETAIL)
             return
         try:
             image = self._fetch(run.inputs, "image_url")
@@ -294,13 +332,13 @@ class FalEmulator(Emulator):
             return
         except media.MediaError as error:
             # The files were fetched but are not an image or audio the model can use.
-            run.failure = Failure(422, [{"loc": ["body"], "msg": str(error), "type": "invalid_media"}], "invalid_media")
+            run.failure = model_error(None, str(error), "invalid_media")
             return
         file_name = f"{run.request_id}.mp4"
         run.output = {
             "video": {
                 "url": self.store_media(file_name, video),
-                "content_type": self.media_content_type,
+                "content_type": self.result_content_type(),
                 "file_name": file_name,
                 "file_size": len(video),
             },
@@ -332,6 +370,22 @@ class FalEmulator(Emulator):
                 ]
             case _:
                 raise AssertionError(f"no audio for {type(inputs).__name__}")
+
+    def _end_unstarted(self, run: FalRun) -> None:
+        """A run that never left the queue: canceled, or its start deadline passed (or the emulator stops)."""
+        if run.start_overdue():
+            self._end_start_timeout(run)
+        else:
+            self._end_canceled(run, was_running=False)
+
+    def _end_start_timeout(self, run: FalRun) -> None:
+        # fal's start_timeout: no runner began before the deadline, so the request ends with a request error.
+        headers = {"X-Fal-Request-Timeout-Type": "user"}
+        run.failure = Failure(504, "Request timed out", error_type="request_timeout", headers=headers)
+        run.start_timeout_expired = True
+        run.status, run.finished_at = "COMPLETED", time.time()
+        run.log(f"Request timed out: not started within {run.start_timeout_seconds} s")
+        self._send_webhook(run)
 
     def _end_canceled(self, run: FalRun, *, was_running: bool) -> None:
         run.output, run.failure = None, Failure(400, "Request was cancelled")
@@ -397,9 +451,10 @@ class FalEmulator(Emulator):
             "error": run.failure.message() if run.failure is not None else None,
             "video_url": run.output["video"]["url"] if run.output else None,
             "submitted_at": run.submitted_at,
-            "failure_injected": run.inject_failure,
-            "webhook_dropped": run.drop_webhook,
-            "media_errors": run.media_errors,
+            **run.fault_record(),
+            "app_error": run.app_error,
+            "start_timeout_seconds": run.start_timeout_seconds,
+            "start_timeout_expired": run.start_timeout_expired,
             "webhook_deliveries": list(run.webhook_deliveries),
         }
 
@@ -410,12 +465,42 @@ class _InputProblem(Exception):
         self.field_name, self.url, self.reason = field_name, url, reason
 
     def detail(self) -> dict[str, Any]:
-        return {
-            "loc": ["body", self.field_name],
-            "msg": f"{DOWNLOAD_ERROR} ({self.reason})",
-            "type": "file_download_error",
-            "input": truncated(self.url),
-        }
+        return model_error_detail(self.field_name, f"{DOWNLOAD_ERROR} ({self.reason})", "file_download_error", self.url)
+
+
+def model_error_detail(field_name: str | None, message: str, error_type: str, value: Any = None) -> dict[str, Any]:
+    """One of a model error's `detail` objects, as fal's Model Errors page lists them (loc, msg, type, url, input)."""
+    item: dict[str, Any] = {
+        "loc": ["body", field_name] if field_name else ["body"],
+        "msg": message,
+        "type": error_type,
+        "url": f"{ERRORS_URL}#{error_type}",
+    }
+    if value is not None:
+        item["input"] = truncated(value)
+    return item
+
+
+def model_error(field_name: str | None, message: str, error_type: str, value: Any = None) -> Failure:
+    """A model's refusal of its input: 422, the type inside `detail[]`, and retrying the same input will not help."""
+    detail = [model_error_detail(field_name, message, error_type, value)]
+    return Failure(422, detail, headers={"X-Fal-Retryable": "false"})
+
+
+def _start_timeout(request: Request) -> float | Response | None:
+    """The submit's X-Fal-Request-Timeout in seconds (None without one), or fal's 400 for a bad value."""
+    value = next((request.headers[name] for name in START_TIMEOUT_HEADERS if name in request.headers), None)
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if seconds > START_TIMEOUT_MIN_SECONDS:
+        return seconds
+    body = {"detail": f"X-Fal-Request-Timeout must be a number of seconds above {START_TIMEOUT_MIN_SECONDS}"}
+    body["error_type"] = "bad_request"
+    return json_response(400, body, headers={"X-Fal-Error-Type": "bad_request"})
 
 
 def validation_detail(error: ValidationError) -> list[dict[str, Any]]:

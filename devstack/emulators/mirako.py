@@ -7,6 +7,8 @@
 - Errors: application/problem+json (ErrorModel: title, status, detail, errors[{location, message}]).
 - The callback: POST to the webhook url with `Authorization: Bearer <auth_token>` and a body shaped like the spec's
   GenerateTalkingAvatarWebhookRequestBody. Mirako has no cancel operation.
+- `audio` is "the base64 encoded audio file": bytes that are no audio file (raw PCM samples) are refused (422).
+- TTSOutput.b64_audio_str is "PCM s16 audio data": a WAV file by default, raw 16 kHz samples with speech_format=pcm.
 """
 
 import base64
@@ -33,6 +35,9 @@ _WEBHOOK_FIELDS = frozenset({"url", "auth_token"})
 _TTS_FIELDS = frozenset({"text", "voice_profile_id", "return_type", "chinese_language", "opts"})
 _TTS_RETURN_TYPES = ("b64_audio_str", "file_url")
 _FINAL = frozenset({"COMPLETED", "FAILED", "CANCELED", "TIMED_OUT"})
+# The spec's b64_audio_str example is a WAV header of 16 kHz mono 16-bit: the rate of its raw PCM.
+PCM_SAMPLE_RATE = 16_000
+PCM_SAMPLE_BYTES = 2
 
 
 def _webhook_url_of(body: bytes) -> str:
@@ -74,6 +79,12 @@ def _decoded_base64(value: Any, location: str, errors: list[dict[str, Any]]) -> 
     return decoded
 
 
+def _undecodable_audio() -> Response:
+    """`audio` is "the base64 encoded audio file": raw samples without a container (no WAV header) are not one."""
+    message = "expected a base64 encoded audio file (WAV, MP3, ...): these bytes are no audio file"
+    return problem(422, "Unprocessable Entity", "the audio cannot be decoded", [_field_error("body.audio", message)])
+
+
 @dataclass
 class MirakoRun(Run):
     image: bytes = b""
@@ -83,12 +94,15 @@ class MirakoRun(Run):
     file_url: str | None = None
     output_duration: float | None = None
     error: str | None = None
+    callback_id: str | None = None  # the `id` its callback carried (None: no callback yet, or no id in it)
 
 
 class MirakoEmulator(Emulator):
     name: ClassVar[str] = "mirako"
     environment_prefix: ClassVar[str] = "MIRAKO_EMULATOR_"
-    media_content_type: ClassVar[str] = "video/mp4"
+
+    def result_content_type(self) -> str:
+        return self.settings.current().result_content_type
 
     def route(self, request: Request) -> Response:
         if not self._authorized(request):
@@ -151,6 +165,8 @@ class MirakoEmulator(Emulator):
         webhook_url, auth_token = self._webhook(body.get("webhook"), errors)
         if errors:
             return self.reject(problem(VALIDATION_STATUS, "Bad Request", "validation failed", errors))
+        if media.audio_file_format(audio) is None:
+            return self.reject(_undecodable_audio(), webhook_url=webhook_url)
         task_id = self._new_task_id()
         failing = self.settings.take("fail_runs")
         run = MirakoRun(
@@ -162,9 +178,11 @@ class MirakoEmulator(Emulator):
             inject_failure=failing,
             drop_webhook=self.drops_webhook(webhook_url or task_id),
             media_errors=not failing and self.settings.take("media_error_runs"),
+            submit_answer=self.submit_answer_fault(webhook_url or task_id),
         )
         self.add_run(run, lambda: self._generate(run))
-        return json_response(200, {"data": {"task_id": run.request_id, "status": "IN_QUEUE"}})
+        answer = json_response(200, {"data": {"task_id": run.request_id, "status": "IN_QUEUE"}})
+        return self.answer_of_submit(run, answer)
 
     @staticmethod
     def _webhook(value: Any, errors: list[dict[str, Any]]) -> tuple[str | None, str | None]:
@@ -234,8 +252,9 @@ class MirakoEmulator(Emulator):
         finished = run.finished_at or time.time()
         infer_time = round(finished - started, 3)
         output: dict[str, Any] = {"id": run.request_id, "infer_time": infer_time}
-        document: dict[str, Any] = {
-            "id": run.request_id,
+        run.callback_id = self._callback_id(run)
+        document: dict[str, Any] = {} if run.callback_id is None else {"id": run.callback_id}
+        document |= {
             "status": run.status,
             "delayTime": int((started - run.submitted_at) * 1000),
             "executionTime": int(infer_time * 1000),
@@ -246,6 +265,13 @@ class MirakoEmulator(Emulator):
         if run.error is not None:
             document["error"] = output["error"] = run.error
         return json.dumps(document, separators=(",", ":")).encode()
+
+    def _callback_id(self, run: MirakoRun) -> str | None:
+        """The callback body's `id`: the spec calls it only "the id of the request" (see callback_id)."""
+        choice = self.settings.current().callback_id
+        if choice == "absent":
+            return None
+        return run.request_id if choice == "task_id" else self._new_task_id()
 
     @staticmethod
     def _webhook_headers(run: MirakoRun) -> dict[str, str]:
@@ -282,8 +308,14 @@ class MirakoEmulator(Emulator):
         if return_type == "file_url":
             data["file_url"] = self.store_media(f"{speech_id}.wav", wav)
         else:
-            data["b64_audio_str"] = base64.b64encode(wav).decode("ascii")
+            data["b64_audio_str"] = base64.b64encode(self._speech_samples(wav)).decode("ascii")
         return json_response(200, {"data": data})
+
+    def _speech_samples(self, wav: bytes) -> bytes:
+        """What b64_audio_str carries: the WAV file, or (speech_format=pcm) its raw 16 kHz mono s16le samples."""
+        if self.settings.current().speech_format == "pcm":
+            return media.pcm_s16le(wav, PCM_SAMPLE_RATE)
+        return wav
 
     def describe(self, run: Run) -> dict[str, Any]:
         assert isinstance(run, MirakoRun)
@@ -296,9 +328,8 @@ class MirakoEmulator(Emulator):
             "file_url": run.file_url,
             "error": run.error,
             "submitted_at": run.submitted_at,
-            "failure_injected": run.inject_failure,
-            "webhook_dropped": run.drop_webhook,
-            "media_errors": run.media_errors,
+            **run.fault_record(),
+            "callback_id": run.callback_id,
             "webhook_deliveries": list(run.webhook_deliveries),
         }
 

@@ -6,6 +6,8 @@ library's threading HTTP server is enough: one thread per connection, and one th
 Control routes, for tests and the demo (loopback only, no key):
 `GET|POST /_emulator/settings` (see settings.py) and `GET /_emulator/requests` (what was submitted, what was
 refused, and every download of a result file, with the faults injected into each: see devstack/faults.py).
+The API listens on 127.0.0.1; result files are served from a second socket on `media_host` (another loopback
+address, 127.0.0.2 by default), as providers serve them from a CDN, not from their API's host.
 """
 
 import base64
@@ -71,6 +73,8 @@ class Response:
     stall_after: int | None = None
     stall_seconds: float = 0.0
     on_sent: Callable[[str], None] | None = None
+    # The connection is closed without a byte of the answer (an accepted request whose answer is lost).
+    drop_connection: bool = False
 
 
 def json_response(
@@ -78,6 +82,18 @@ def json_response(
 ) -> Response:
     body = json.dumps(document, separators=(",", ":")).encode()
     return Response(status, body, {"Content-Type": content_type, **(headers or {})})
+
+
+def dropped_answer() -> Response:
+    """No answer at all: the server closes the connection (a client sees "Server disconnected")."""
+    return Response(HTTPStatus.BAD_GATEWAY, drop_connection=True)
+
+
+def gateway_error_page(status: int) -> Response:
+    """A load balancer's own error page: HTML, none of the provider's JSON or headers."""
+    title = f"{status} {HTTPStatus(status).phrase}"
+    page = f"<html><head><title>{title}</title></head><body><center><h1>{title}</h1></center></body></html>"
+    return Response(status, page.encode(), {"Content-Type": "text/html"})
 
 
 class InputUnavailable(Exception):
@@ -151,7 +167,22 @@ class Run:
     inject_failure: bool = False
     drop_webhook: bool = False
     media_errors: bool = False  # its result file answers 503 on every download
+    submit_answer: str = "answered"  # or how the submit's answer was lost: "dropped", "gateway_502", "gateway_504"
+    # A provider's time-to-start deadline (time.monotonic()): a run still IN_QUEUE then never starts.
+    start_deadline: float | None = None
     cancel_requested: threading.Event = field(default_factory=threading.Event)
+
+    def start_overdue(self) -> bool:
+        return self.status == "IN_QUEUE" and self.start_deadline is not None and time.monotonic() >= self.start_deadline
+
+    def fault_record(self) -> dict[str, Any]:
+        """The faults injected into this run, for the record (both emulators)."""
+        return {
+            "failure_injected": self.inject_failure,
+            "webhook_dropped": self.drop_webhook,
+            "media_errors": self.media_errors,
+            "submit_answer": self.submit_answer,
+        }
 
     def log(self, message: str) -> None:
         when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
@@ -166,14 +197,13 @@ class Emulator(ABC):
 
     name: ClassVar[str]
     environment_prefix: ClassVar[str]  # of its settings' environment variables, e.g. FAL_EMULATOR_
-    media_content_type: ClassVar[str]
 
     def __init__(self, settings: EmulatorSettings | None = None, *, api_key: str | None = None, port: int = 0) -> None:
         self.settings = SettingsStore(settings or EmulatorSettings())
         self.api_key = api_key
         self._port = port
-        self._server: ThreadingHTTPServer | None = None
-        self._serving: threading.Thread | None = None
+        self._servers: list[ThreadingHTTPServer] = []  # the API's, then the media host's
+        self._serving: list[threading.Thread] = []
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._runs: dict[str, Run] = {}
@@ -185,31 +215,37 @@ class Emulator(ABC):
         self._sample: bytes | None = None
         self._sample_lock = threading.Lock()
         self._selections: dict[str, EvenSelection] = {}
-        self._refused_once: set[tuple[str, str]] = set()
+        self._faulted_once: set[tuple[str, str]] = set()  # (fault, caller): the faults that hit only a first submit
         self._media_downloads: list[dict[str, Any]] = []
 
     # -- life ---------------------------------------------------------------------------------------------------
 
     def start(self) -> Self:
-        self._server = ThreadingHTTPServer((HOST, self._port), _handler_for(self))
-        self._server.daemon_threads = True
-        self._serving = threading.Thread(
-            target=self._server.serve_forever, args=(_POLL_SECONDS,), name=f"{self.name}-http", daemon=True
-        )
-        self._serving.start()
-        logger.info("%s emulator serving at %s", self.name, self.base_url)
+        self._serve("http", (HOST, self._port), self.handle)
+        self._serve("media", (self.settings.current().media_host, 0), self.handle_media)
+        logger.info("%s emulator serving at %s, its media at %s", self.name, self.base_url, self.media_base_url)
         return self
+
+    def _serve(self, role: str, address: tuple[str, int], handle: Callable[[Request], Response]) -> None:
+        server = ThreadingHTTPServer(address, _handler_for(self, handle))
+        server.daemon_threads = True
+        self._servers.append(server)
+        thread = threading.Thread(
+            target=server.serve_forever, args=(_POLL_SECONDS,), name=f"{self.name}-{role}", daemon=True
+        )
+        self._serving.append(thread)
+        thread.start()
 
     def stop(self) -> None:
         """Stops serving, interrupts the runs' waits and waits for their threads (bounded)."""
         self.stopping.set()
         with self._slots:
             self._slots.notify_all()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._serving is not None:
-            self._serving.join(STOP_JOIN_SECONDS)
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+        for thread in self._serving:
+            thread.join(STOP_JOIN_SECONDS)
         deadline = time.monotonic() + STOP_JOIN_SECONDS
         with self._lock:
             threads = list(self._run_threads)
@@ -224,15 +260,25 @@ class Emulator(ABC):
     ) -> None:
         self.stop()
 
+    def _address(self, index: int) -> tuple[str, int]:
+        if len(self._servers) <= index:
+            raise RuntimeError("the emulator is not started")
+        host, port = self._servers[index].server_address[:2]
+        return str(host), int(port)
+
     @property
     def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the emulator is not started")
-        return int(self._server.server_address[1])
+        return self._address(0)[1]
 
     @property
     def base_url(self) -> str:
         return f"http://{HOST}:{self.port}"
+
+    @property
+    def media_base_url(self) -> str:
+        """Where the result files are served: another host than the API's."""
+        host, port = self._address(1)
+        return f"http://{host}:{port}"
 
     # -- for tests and the demo -------------------------------------------------------------------------------
 
@@ -259,8 +305,8 @@ class Emulator(ABC):
             return self._settings_route(request)
         if request.path == "/_emulator/requests" and request.method == "GET":
             return json_response(200, self.requests_record())
-        if request.path.startswith("/media/") and request.method in ("GET", "HEAD"):
-            return self._media_route(request, request.path.removeprefix("/media/"))
+        if request.path.startswith("/media/"):  # the files live on the media host only
+            return _not_found()
         delay = self.settings.current().response_delay_seconds
         if delay:
             self.stopping.wait(delay)
@@ -287,11 +333,21 @@ class Emulator(ABC):
 
     # -- media ------------------------------------------------------------------------------------------------
 
+    def handle_media(self, request: Request) -> Response:
+        """The media host: result files at /media/<name>, nothing else."""
+        if request.path.startswith("/media/") and request.method in ("GET", "HEAD"):
+            return self._media_route(request, request.path.removeprefix("/media/"))
+        return _not_found()
+
     def store_media(self, file_name: str, content: bytes) -> str:
-        """Keeps a result file and returns its URL on this emulator (gone after media_ttl_seconds)."""
+        """Keeps a result file and returns its URL on the media host (gone after media_ttl_seconds)."""
         with self._lock:
             self._media[file_name] = (content, time.monotonic())
-        return f"{self.base_url}/media/{urllib.parse.quote(file_name)}"
+        return f"{self.media_base_url}/media/{urllib.parse.quote(file_name)}"
+
+    @abstractmethod
+    def result_content_type(self) -> str:
+        """The Content-Type a result video is served with."""
 
     def _media_route(self, request: Request, quoted_name: str) -> Response:
         name = urllib.parse.unquote(quoted_name)
@@ -307,11 +363,11 @@ class Emulator(ABC):
             "slow": False,
         }
         if stored is None or time.monotonic() - stored[1] > settings.media_ttl_seconds:
-            response = Response(404, b"Not Found", {"Content-Type": "text/plain"})
+            response = _not_found()
         elif run is not None and run.media_errors:
             response = Response(503, b"Service Unavailable", {"Content-Type": "text/plain", "Retry-After": "1"})
         else:
-            content_type = "audio/wav" if name.endswith(".wav") else self.media_content_type
+            content_type = "audio/wav" if name.endswith(".wav") else self.result_content_type()
             response = Response(200, stored[0], {"Content-Type": content_type})
             if request.method == "GET" and len(stored[0]) > 1 and self.settings.take("slow_media"):
                 download["slow"] = True
@@ -365,13 +421,39 @@ class Emulator(ABC):
         picked = [
             refusal for refusal in ("server_error", "rate_limit") if self.selects(f"{refusal}_submit_fraction", caller)
         ]
-        for refusal in picked:
-            with self._lock:
-                first = (refusal, caller) not in self._refused_once
-                self._refused_once.add((refusal, caller))
-            if first:
-                return refusal
-        return None
+        return next((refusal for refusal in picked if self._first_time(refusal, caller)), None)
+
+    def submit_answer_fault(self, caller: str) -> str:
+        """How the answer of an accepted submit reaches the client: "answered", "dropped" or "gateway_<status>".
+
+        The run exists either way. Counters first (the next N accepted submits); then the fractions, which hit
+        only the first accepted submit of a picked caller, so a client that submits the job again is answered.
+        """
+        settings = self.settings.current()
+        gateway = f"gateway_{settings.gateway_error_status}"
+        if self.settings.take("submit_answer_drops"):
+            return "dropped"
+        if self.settings.take("submit_gateway_errors"):
+            return gateway
+        shares = (("dropped", "submit_answer_drop_fraction"), (gateway, "submit_gateway_error_fraction"))
+        picked = [fault for fault, share in shares if self.selects(share, caller)]
+        return next((fault for fault in picked if self._first_time(fault, caller)), "answered")
+
+    def _first_time(self, fault: str, caller: str) -> bool:
+        """True the first time `fault` is asked about for `caller`, then False."""
+        with self._lock:
+            first = (fault, caller) not in self._faulted_once
+            self._faulted_once.add((fault, caller))
+        return first
+
+    @staticmethod
+    def answer_of_submit(run: Run, answer: Response) -> Response:
+        """`answer` (the ticket), or what reaches the client instead when the run's submit_answer says so."""
+        if run.submit_answer == "dropped":
+            return dropped_answer()
+        if run.submit_answer.startswith("gateway_"):
+            return gateway_error_page(int(run.submit_answer.removeprefix("gateway_")))
+        return answer
 
     def drops_webhook(self, caller: str) -> bool:
         """Whether a new run (of the job `caller` names) is to send no webhook."""
@@ -416,7 +498,7 @@ class Emulator(ABC):
             )
 
     def wait(self, run: Run, seconds: float) -> bool:
-        """Sleeps `seconds`; False as soon as the run is canceled or the emulator stops."""
+        """Sleeps `seconds`; False as soon as the run is canceled, misses its start deadline or the emulator stops."""
         deadline = time.monotonic() + seconds
         while not self._interrupted(run):
             left = deadline - time.monotonic()
@@ -426,11 +508,11 @@ class Emulator(ABC):
         return False
 
     def _interrupted(self, run: Run) -> bool:
-        return run.cancel_requested.is_set() or self.stopping.is_set()
+        return run.cancel_requested.is_set() or self.stopping.is_set() or run.start_overdue()
 
     @contextmanager
     def worker_slot(self, run: Run) -> Iterator[bool]:
-        """A place among the `workers` runs that may run at once; yields False if canceled while waiting."""
+        """A place among the `workers` runs that may run at once; yields False if interrupted while waiting."""
         acquired = self._acquire_slot(run)
         try:
             yield acquired and not self._interrupted(run)
@@ -501,7 +583,11 @@ def truncated(value: Any, limit: int = 120) -> Any:
     return value
 
 
-def _handler_for(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
+def _not_found() -> Response:
+    return Response(404, b"Not Found", {"Content-Type": "text/plain"})
+
+
+def _handler_for(emulator: Emulator, handle: Callable[[Request], Response]) -> type[BaseHTTPRequestHandler]:
     class EmulatorHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = f"{emulator.name}-emulator"
@@ -521,13 +607,16 @@ def _handler_for(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
                 body=self.rfile.read(length) if length else b"",
             )
             try:
-                response = emulator.handle(request)
+                response = handle(request)
             except Exception:
                 logger.exception("%s emulator: %s %s failed", emulator.name, self.command, split.path)
                 response = json_response(500, {"detail": "emulator error"})
             self._send(response, head=self.command == "HEAD")
 
         def _send(self, response: Response, *, head: bool) -> None:
+            if response.drop_connection:  # nothing written: the server closes the socket when this returns
+                self.close_connection = True
+                return
             self.send_response(response.status, HTTPStatus(response.status).phrase)
             for name, value in response.headers.items():
                 self.send_header(name, value)

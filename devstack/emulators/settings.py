@@ -25,11 +25,15 @@ class EmulatorSettings:
     workers: int = 4  # runs at the same time; the others wait IN_QUEUE
     instant: bool = False  # no waits, and one shared sample video instead of a new one per run (throughput)
     media_ttl_seconds: float = 3600.0  # results are kept about an hour, then their URLs answer 404
+    media_host: str = "127.0.0.2"  # the loopback address result files are served from (read at start)
 
     fail_runs: int = 0  # the next N runs fail
     error_message: str = "Could not detect a face in the image."
     error_type: str = "face_detection_error"  # fal: X-Fal-Error-Type of an injected failure
     failure_status: str = "FAILED"  # Mirako: the final status of an injected failure (FAILED, TIMED_OUT, CANCELED)
+    # fal: the next N runs (or this share of them) end COMPLETED, but the model app answered 500 (not retried)
+    app_error_runs: int = 0
+    app_error_fraction: float = 0.0
 
     rate_limit_submits: int = 0  # the next N submits answer 429 with Retry-After
     retry_after_seconds: int = 2
@@ -38,6 +42,14 @@ class EmulatorSettings:
     # A job hit by both gets 503, then 429, then its run.
     rate_limit_submit_fraction: float = 0.0
     server_error_submit_fraction: float = 0.0
+    # Accepted submits (the run exists and runs) whose answer is lost: the connection closes without a byte, or a
+    # load balancer answers `gateway_error_status` (502 or 504) with its HTML page. The fractions hit only the
+    # first accepted submit of a job: its resubmit is answered (and is a second run).
+    submit_answer_drops: int = 0
+    submit_answer_drop_fraction: float = 0.0
+    submit_gateway_errors: int = 0
+    submit_gateway_error_fraction: float = 0.0
+    gateway_error_status: int = 502
     fault_seed: str = "devstack"  # which jobs the fractions pick (the same seed, the same picks in one order)
 
     drop_webhooks: int = 0  # the next N runs send no webhook: only polling finds out they ended
@@ -49,6 +61,11 @@ class EmulatorSettings:
     media_error_runs: int = 0  # the next N runs with a video: it answers 503 on every download (its server fails)
     slow_media: int = 0  # the next N video downloads send half the file, then stall (a crash can hit mid-copy)
     slow_media_seconds: float = 20.0  # how long such a download stalls (it ends early if the client goes away)
+
+    # Mirako: the callback body's `id`: "task_id" (the task's), "request_id" (a fresh id) or "absent"
+    callback_id: str = "task_id"
+    speech_format: str = "wav"  # Mirako: b64_audio_str as a WAV file, or "pcm" (raw s16le mono 16 kHz)
+    result_content_type: str = "video/mp4"  # Mirako: the Content-Type the result video is served with
 
     def as_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -63,9 +80,28 @@ _COUNTERS = frozenset(
         "webhook_payload_errors",
         "media_error_runs",
         "slow_media",
+        "submit_answer_drops",
+        "submit_gateway_errors",
+        "app_error_runs",
     }
 )
-FRACTIONS = frozenset({"rate_limit_submit_fraction", "server_error_submit_fraction", "drop_webhook_fraction"})
+FRACTIONS = frozenset(
+    {
+        "rate_limit_submit_fraction",
+        "server_error_submit_fraction",
+        "drop_webhook_fraction",
+        "submit_answer_drop_fraction",
+        "submit_gateway_error_fraction",
+        "app_error_fraction",
+    }
+)
+# Fields that take one of a few values, and those values.
+_CHOICES: dict[str, tuple[Any, ...]] = {
+    "failure_status": ("FAILED", "TIMED_OUT", "CANCELED"),
+    "gateway_error_status": (502, 504),
+    "callback_id": ("task_id", "request_id", "absent"),
+    "speech_format": ("wav", "pcm"),
+}
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -108,8 +144,9 @@ def _checked(settings: EmulatorSettings) -> EmulatorSettings:
             raise ValueError(f"{name} must be between 0 and 1")
     if settings.workers < 1 or settings.webhook_copies < 0 or settings.webhook_attempts < 1:
         raise ValueError("workers and webhook_attempts must be at least 1, webhook_copies at least 0")
-    if settings.failure_status not in ("FAILED", "TIMED_OUT", "CANCELED"):
-        raise ValueError("failure_status must be FAILED, TIMED_OUT or CANCELED")
+    for name, choices in _CHOICES.items():
+        if getattr(settings, name) not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}")
     for name in _COUNTERS:
         if getattr(settings, name) < EVERY_TIME:
             raise ValueError(f"{name} must be a count, or -1 for every time")

@@ -192,7 +192,7 @@ def test_fal_single_text_job_from_submit_to_a_signed_webhook_and_a_playable_vide
     assert delivery.path == "/webhooks/fal/job-1"
     notice = fal.verify_webhook(delivery.headers, delivery.body, token_sha256=None)
     assert (notice.request_id, notice.trusted, notice.succeeded) == (submission.request_id, True, True)
-    assert notice.video_url == f"{fal_emulator.base_url}/media/{submission.request_id}.mp4"
+    assert notice.video_url == f"{fal_emulator.media_base_url}/media/{submission.request_id}.mp4"
     assert notice.content_type == "application/octet-stream"
 
     assert fal.status(submission).state == ProviderState.COMPLETED
@@ -278,14 +278,14 @@ def test_fal_failed_run_is_completed_and_its_result_is_the_error(
 
     notice = fal.verify_webhook(*_parts(loopback.next_delivery()), token_sha256=None)
     assert notice.succeeded is False
-    assert notice.error == "body: Could not detect a face in the image."
+    assert notice.error == "body.image_url: Could not detect a face in the image."
     report = fal.status(submission)
     assert report.state == ProviderState.COMPLETED  # fal has no FAILED state
     assert report.error == "Could not detect a face in the image."
     with pytest.raises(ProviderError) as raised:
         fal.result(submission)
-    assert raised.value.code == ProviderErrorCode.GENERATION_FAILED
-    assert raised.value.provider_code == "face_detection_error"
+    # fal's documented model error: its type is inside detail[] (test_emulator_knobs checks the wire shape).
+    assert "Could not detect a face in the image." in raised.value.message
     assert not raised.value.retryable
 
     # the count is used up: the next run succeeds
@@ -526,7 +526,7 @@ def test_mirako_text_job_speaks_calls_back_with_the_token_and_serves_an_mp4(
     report = mirako.status(submission)
     assert report.state == ProviderState.COMPLETED
     result = mirako.result(submission)
-    assert result.url == report.video_url == f"{mirako_emulator.base_url}/media/{submission.request_id}.mp4"
+    assert result.url == report.video_url == f"{mirako_emulator.media_base_url}/media/{submission.request_id}.mp4"
     video = download(result.url)
     assert video.headers["content-type"] == "video/mp4"
     found = media.probe(video.content)
@@ -675,3 +675,12 @@ def test_settings_come_from_the_environment_and_counters_are_used_up() -> None:
 def test_emulators_run_as_child_processes(module: str, probe_path: str, tmp_path: Path) -> None:
     with server_process(module, log=tmp_path / "emulator.log") as url:
         assert httpx.get(f"{url}{probe_path}", timeout=10).status_code == 200
+
+
+def test_a_child_emulator_serves_its_files_from_the_media_host(tmp_path: Path) -> None:
+    with server_process("devstack.emulators.mirako", log=tmp_path / "emulator.log") as url:
+        body = {"text": SENTENCE, "voice_profile_id": "v1", "return_type": "file_url"}
+        speech = httpx.post(f"{url}/v1/speech/tts", headers={"Authorization": "Bearer k"}, json=body, timeout=10)
+        file_url = speech.json()["data"]["file_url"]
+        assert file_url.startswith("http://127.0.0.2:")
+        assert httpx.get(file_url, timeout=10).content[:4] == b"RIFF"

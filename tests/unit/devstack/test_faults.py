@@ -1,6 +1,7 @@
 """The local stack's fault knobs (devstack/faults.py): exact shares, the emulators' fractions, stalls and media
 errors, and S3 uploads that fail once at the botocore boundary."""
 
+import base64
 import io
 import json
 import time
@@ -13,6 +14,7 @@ import httpx
 import pytest
 from botocore.config import Config
 
+from devstack import media
 from devstack.emulators.fal import FalEmulator
 from devstack.emulators.mirako import MirakoEmulator
 from devstack.emulators.settings import EmulatorSettings
@@ -115,7 +117,8 @@ def test_mirako_names_the_refused_job_by_its_webhook_url() -> None:
     with MirakoEmulator(QUEUED) as mirako:
         mirako.update_settings(server_error_submit_fraction=1.0)
         webhook_url = "http://127.0.0.1:9/v1/webhooks/mirako/J1"
-        body = {"image": "aGk=", "audio": "aGk=", "webhook": {"url": webhook_url}}
+        wav = base64.b64encode(media.wav_bytes(b"\0\0", 16_000)).decode()  # the audio must be an audio file
+        body = {"image": "aGk=", "audio": wav, "webhook": {"url": webhook_url}}
         url = f"{mirako.base_url}/v1/video/async_generate_talking_avatar"
         headers = {"Authorization": "Bearer k"}
         assert httpx.post(url, json=body, headers=headers, timeout=10).status_code == 503
