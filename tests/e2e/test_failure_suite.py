@@ -4,6 +4,11 @@ Injected together (devstack/faults.py describes each knob):
 - every webhook is delivered 3 times (webhook_copies) and 10 % of the runs send none (drop_webhook_fraction):
   the reconciler finds those by polling the provider (WebhookOverdueSeconds 10, a tick every 2 s);
 - 10 % of the jobs have their first submit refused, half with 429 (Retry-After 1 s), half with 503;
+- 5 % of the submits are accepted but their answer is lost (docs/decisions.md, "Provider failures"): half have
+  the connection closed before the answer, half get a gateway's HTML 502 (Mirako) or 504 (fal) page. None may
+  be ordered again: each waits for its webhook and adopts it, or, if its webhook is among the lost ones, fails
+  as SUBMISSION_UNCONFIRMED once UnconfirmedSubmitSeconds (30 s here) have passed;
+- 2 % of the fal runs end COMPLETED with the app's own 500 (fal does not retry it): FAILED with fal's message;
 - 5 % of the finalizer's S3 uploads fail once with 500 InternalError (s3_upload_failures);
 - the first fal video download stalls half way and the finalizer is killed during it: the local stack starts a
   new worker, and the message comes back after the finalize queue's visibility timeout (shortened to 8 s);
@@ -54,9 +59,21 @@ SHARED_FAULTS: dict[str, Any] = {
     "rate_limit_submit_fraction": 0.05,
     "server_error_submit_fraction": 0.05,
     "retry_after_seconds": 1,
+    "submit_answer_drop_fraction": 0.025,
+    "submit_gateway_error_fraction": 0.025,
 }
-FAL_FAULTS: dict[str, Any] = {**SHARED_FAULTS, "fail_runs": 3, "media_error_runs": 1, "slow_media": 1}
-MIRAKO_FAULTS: dict[str, Any] = {**SHARED_FAULTS, "fail_runs": 1, "media_error_runs": 1}
+FAL_FAULTS: dict[str, Any] = {
+    **SHARED_FAULTS,
+    "fail_runs": 3,
+    "media_error_runs": 1,
+    "slow_media": 1,
+    "gateway_error_status": 504,
+    "app_error_fraction": 0.02,
+}
+MIRAKO_FAULTS: dict[str, Any] = {**SHARED_FAULTS, "fail_runs": 1, "media_error_runs": 1, "gateway_error_status": 502}
+# What an injected run failure is coded as: fal's model error is a 422 (the input refused), Mirako's a FAILED task.
+INJECTED_FAILURE_CODES = {"fal": "PROVIDER_INVALID_REQUEST", "mirako": "GENERATION_FAILED"}
+UNCONFIRMED_SUBMIT_SECONDS = 30
 S3_UPLOAD_FAILURE_RATE = 0.05
 SLOW_MEDIA_SECONDS = 25.0  # under the finalizer's 30 s read timeout: the copy is killed, it does not time out
 FINALIZE_VISIBILITY_SECONDS = 8
@@ -116,7 +133,11 @@ class Suite:
         runs = self.runs_by_job.get(job_id, [])
         assert len(runs) == 1, f"{job_id} was submitted {len(runs)} times"
         [run] = runs
+        if run["submit_answer"] != "answered" and run["webhook_dropped"]:
+            return "FAILED", "SUBMISSION_UNCONFIRMED"  # nothing ever told us the provider had it
         if run["failure_injected"]:
+            return "FAILED", INJECTED_FAILURE_CODES[run["provider"]]
+        if run.get("app_error"):
             return "FAILED", "GENERATION_FAILED"
         if run["media_errors"]:
             return "FAILED", "FINALIZE_FAILED"
@@ -323,7 +344,10 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
     with LocalStack(
         emulators=True,
         schedule_seconds=SCHEDULE_SECONDS,
-        parameters={"WebhookOverdueSeconds": str(WEBHOOK_OVERDUE_SECONDS)},
+        parameters={
+            "WebhookOverdueSeconds": str(WEBHOOK_OVERDUE_SECONDS),
+            "UnconfirmedSubmitSeconds": str(UNCONFIRMED_SUBMIT_SECONDS),
+        },
         visibility_timeouts={"FinalizeQueue": FINALIZE_VISIBILITY_SECONDS},
         s3_upload_failures={"FinalizeFunction": S3_UPLOAD_FAILURE_RATE},
         log_dir=tmp_path_factory.mktemp("failure-suite-logs"),
@@ -408,8 +432,10 @@ def test_every_job_ends_in_the_state_it_should(suite: Suite) -> None:
             wrong[job_id] = f"expected {status} {code or ''}, got {job['status']} {job['error']}"
     assert not wrong, wrong
     counts = Counter(job["status"] for job in suite.jobs.values())
-    # fail_runs: 3 at fal, 1 at Mirako; media_error_runs: 1 each.
-    assert counts == {"SUCCEEDED": FAL_JOBS + MIRAKO_JOBS - 6, "FAILED": 6}, counts
+    expected = Counter(suite.expected_status(job_id)[0] for job_id in suite.jobs)
+    assert counts == expected, counts
+    # At least fail_runs (3 at fal, 1 at Mirako), media_error_runs (1 each) and fal's app errors (2 % of 150).
+    assert counts["FAILED"] >= 6 + share_bounds(FAL_JOBS, FAL_FAULTS["app_error_fraction"])[0], counts
     for job_id, job in suite.jobs.items():
         if job["status"] == "FAILED":
             assert job["error"]["message"], job_id  # the reason is told
@@ -496,6 +522,38 @@ def test_a_tenth_of_the_first_submits_were_refused_with_429_or_503(suite: Suite)
         assert {job_id for _, job_id in refused} <= set(suite.jobs)
 
 
+def test_a_twentieth_of_the_submit_answers_were_lost_and_none_was_ordered_again(suite: Suite) -> None:
+    for provider, record in suite.record.items():
+        runs = record["requests"]
+        lost = Counter(run["submit_answer"] for run in runs if run["submit_answer"] != "answered")
+        gateway = f"gateway_{(FAL_FAULTS if provider == 'fal' else MIRAKO_FAULTS)['gateway_error_status']}"
+        assert set(lost) <= {"dropped", gateway}, (provider, lost)
+        for fault, kind in (("submit_answer_drop_fraction", "dropped"), ("submit_gateway_error_fraction", gateway)):
+            low, high = share_bounds(len(runs), SHARED_FAULTS[fault])
+            # The drop wins when both shares pick the same submit.
+            assert low - 1 <= lost[kind] <= high, (provider, lost)
+        for run in runs:
+            if run["submit_answer"] != "answered":
+                job = suite.jobs[job_of_webhook(run["webhook_url"])]
+                # Adopted through its webhook (any outcome the run had), or given up without a second order.
+                if run["webhook_dropped"]:
+                    assert job["error"]["code"] == "SUBMISSION_UNCONFIRMED", job
+                else:
+                    assert (job["error"] or {}).get("code") != "SUBMISSION_UNCONFIRMED", job
+
+
+def test_a_fiftieth_of_the_fal_runs_ended_with_the_apps_own_500(suite: Suite) -> None:
+    runs = suite.record["fal"]["requests"]
+    app_errors = [run for run in runs if run.get("app_error")]
+    low, high = share_bounds(len(runs), FAL_FAULTS["app_error_fraction"])
+    assert low <= len(app_errors) <= high, len(app_errors)
+    for run in app_errors:
+        job = suite.jobs[job_of_webhook(run["webhook_url"])]
+        assert job["status"] == "FAILED", job
+        if job["error"]["code"] != "SUBMISSION_UNCONFIRMED":
+            assert job["error"]["code"] == "GENERATION_FAILED", job
+
+
 def test_a_twentieth_of_the_video_uploads_failed_once(suite: Suite) -> None:
     s3_failures = [fault for fault in suite.faults if fault["fault"] == "s3_upload_500"]
     # Counted per worker process: the one killed below may have taken a few uploads' share with it.
@@ -535,6 +593,11 @@ def _fault_counts(suite: Suite) -> dict[str, Any]:
         counts[f"{provider}_webhook_posts_2xx"] = sum(200 <= delivery.get("status", 0) < 300 for delivery in deliveries)
         for fault, count in Counter(item["fault"] for item in record["rejected"]).items():
             counts[f"{provider}_{fault}_submits"] = count
+        for answer, count in Counter(
+            run["submit_answer"] for run in runs if run["submit_answer"] != "answered"
+        ).items():
+            counts[f"{provider}_submit_answers_{answer}"] = count
+        counts[f"{provider}_app_errors"] = sum(bool(run.get("app_error")) for run in runs)
     counts |= Counter(fault["fault"] for fault in suite.faults)
     counts["dead_lettered"] = len(suite.dead_lettered)
     counts["sns_notifications"], counts["eventbridge_notifications"] = len(suite.topic_events), len(suite.bus_events)

@@ -341,7 +341,7 @@ def test_the_schedule_fires_the_reconciler_every_few_seconds(local: LocalStack) 
 def test_a_function_can_be_invoked_directly(local: LocalStack) -> None:
     result = local.invoke("ReconcileFunction", sample("schedule_reconcile.json"))
 
-    assert result.keys() == {"polled", "timed_out", "requeued", "errors"}
+    assert result.keys() == {"polled", "timed_out", "requeued", "unconfirmed", "errors"}
 
 
 def test_a_killed_worker_is_replaced_at_the_next_invocation_like_a_new_execution_environment(
@@ -353,7 +353,7 @@ def test_a_killed_worker_is_replaced_at_the_next_invocation_like_a_new_execution
 
     result = local.invoke("ReconcileFunction", sample("schedule_reconcile.json"))
 
-    assert result.keys() == {"polled", "timed_out", "requeued", "errors"}
+    assert result.keys() == {"polled", "timed_out", "requeued", "unconfirmed", "errors"}
     assert local.worker_pid("ReconcileFunction") != killed
     assert local.worker_restarts == {"ReconcileFunction": 1}
     assert [(fault["fault"], fault["function"], fault["pid"]) for fault in local.injected_faults()] == [

@@ -285,8 +285,14 @@ def test_fal_failed_run_is_completed_and_its_result_is_the_error(
     with pytest.raises(ProviderError) as raised:
         fal.result(submission)
     # fal's documented model error: its type is inside detail[] (test_emulator_knobs checks the wire shape).
-    assert "Could not detect a face in the image." in raised.value.message
-    assert not raised.value.retryable
+    error = raised.value
+    assert error.message == "body.image_url: Could not detect a face in the image."
+    assert (error.code, error.provider_code, error.retryable) == (
+        ProviderErrorCode.INVALID_REQUEST,
+        "face_detection_error",
+        False,
+    )
+    assert (notice.error_code, notice.provider_code) == (error.code, error.provider_code)  # alike by webhook
 
     # the count is used up: the next run succeeds
     fal_submit(fal, loopback, "fal-ai/ai-avatar/single-text", text_inputs(face))
