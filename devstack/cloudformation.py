@@ -17,6 +17,7 @@ import yaml
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_iam import IAMClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
@@ -226,6 +227,9 @@ class _Clients:
     def events(self) -> "EventBridgeClient":
         return self.session.client("events", region_name=REGION, endpoint_url=self.endpoint_url)
 
+    def iam(self) -> "IAMClient":
+        return self.session.client("iam", region_name=REGION, endpoint_url=self.endpoint_url)
+
 
 def _create_table(stack: Stack, clients: _Clients, logical_id: str, properties: dict[str, Any]) -> None:
     client = clients.dynamodb()
@@ -361,6 +365,18 @@ def _create_event_bus(stack: Stack, clients: _Clients, logical_id: str, properti
     stack.attributes[(logical_id, "Name")] = name
 
 
+def _create_role(stack: Stack, clients: _Clients, logical_id: str, properties: dict[str, Any]) -> None:
+    """A role the functions assume themselves (sts:AssumeRole needs it to exist); its policies are not enforced."""
+    name = f"{stack.stack_name}-{logical_id}"
+    trust = json.dumps(stack.resolve(properties["AssumeRolePolicyDocument"]))
+    duration = int(stack.resolve(properties.get("MaxSessionDuration", 3600)))
+    arn = clients.iam().create_role(RoleName=name, AssumeRolePolicyDocument=trust, MaxSessionDuration=duration)["Role"][
+        "Arn"
+    ]
+    stack.refs[logical_id] = name
+    stack.attributes[(logical_id, "Arn")] = arn
+
+
 def _name_api(stack: Stack, _: _Clients, logical_id: str, __: dict[str, Any]) -> None:
     """REST APIs are not made in moto; their id only shapes URLs, which the local stack overrides."""
     stack.refs[logical_id] = f"{stack.stack_name}-{logical_id}".lower()
@@ -406,6 +422,7 @@ _CREATION_ORDER: list[tuple[str, Creator, Callable[[dict[str, Any]], bool]]] = [
     ("AWS::SQS::Queue", _create_queue, lambda properties: "RedrivePolicy" in properties),
     ("AWS::SNS::Topic", _create_topic, lambda _: True),
     ("AWS::Events::EventBus", _create_event_bus, lambda _: True),
+    ("AWS::IAM::Role", _create_role, lambda _: True),
     (_FUNCTION, _create_function_rules, lambda _: True),
     ("AWS::SQS::QueuePolicy", _set_queue_policy, lambda _: True),  # may name the rules above
 ]

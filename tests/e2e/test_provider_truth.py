@@ -105,12 +105,9 @@ def test_a_fal_app_error_after_completed_without_a_webhook_fails_at_the_first_po
 
 
 def test_a_mirako_callback_whose_id_is_not_the_task_id_finishes_its_job_within_seconds(pipeline: Pipeline) -> None:
-    pipeline.emulator("mirako", callback_id="request_id")
-    try:
+    with pipeline.emulating("mirako", callback_id="request_id"):
         job_id = pipeline.order(mirako_text_body())
         job = pipeline.wait(job_id)
-    finally:
-        pipeline.emulator("mirako", callback_id="task_id")
     assert job["status"] == "SUCCEEDED", job
     [run] = pipeline.runs_of("mirako", job_id)
     callback_at = min(delivery["at"] for delivery in run["webhook_deliveries"])
@@ -130,12 +127,9 @@ def test_a_mirako_submit_whose_answer_was_lost_adopts_the_task_its_callback_name
 
 
 def test_mirako_speech_as_raw_pcm_makes_a_playable_video(pipeline: Pipeline) -> None:
-    pipeline.emulator("mirako", speech_format="pcm")
-    try:
+    with pipeline.emulating("mirako", speech_format="pcm"):
         job_id = pipeline.order(mirako_text_body())
         job = pipeline.wait(job_id)
-    finally:
-        pipeline.emulator("mirako", speech_format="wav")
     assert job["status"] == "SUCCEEDED", job
     video = probe(pipeline.download(job))
     assert (video.has_video, video.has_audio) == (True, True)
@@ -143,12 +137,9 @@ def test_mirako_speech_as_raw_pcm_makes_a_playable_video(pipeline: Pipeline) -> 
 
 
 def test_a_mirako_result_stored_in_s3_as_binary_octet_stream_is_copied(pipeline: Pipeline) -> None:
-    pipeline.emulator("mirako", result_content_type="binary/octet-stream")
-    try:
+    with pipeline.emulating("mirako", result_content_type="binary/octet-stream"):
         job_id = pipeline.order(mirako_text_body())
         job = pipeline.wait(job_id)
-    finally:
-        pipeline.emulator("mirako", result_content_type="video/mp4")
     assert job["status"] == "SUCCEEDED", job
     assert probe(pipeline.download(job)).has_video
 

@@ -6,6 +6,8 @@ Shared by the end-to-end modules; each starts its own LocalStack and wraps it in
 import base64
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -42,6 +44,17 @@ class Pipeline:
 
     def emulator(self, provider: str, **settings: Any) -> None:
         httpx.post(f"{self.emulator_url(provider)}/_emulator/settings", json=settings, timeout=10).raise_for_status()
+
+    @contextmanager
+    def emulating(self, provider: str, **settings: Any) -> Iterator[None]:
+        """The emulator with these settings for the block, and as it was after it."""
+        url = f"{self.emulator_url(provider)}/_emulator/settings"
+        before = httpx.get(url, timeout=10).json()
+        self.emulator(provider, **settings)
+        try:
+            yield
+        finally:
+            self.emulator(provider, **{name: before[name] for name in settings})
 
     def runs_of(self, provider: str, job_id: str) -> list[dict[str, Any]]:
         """The runs the provider's emulator accepted for this job (each one a paid order): submits counted there."""

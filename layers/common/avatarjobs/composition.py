@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from avatarjobs.settings import MissingSetting, ProviderSettings, Settings
 
 if TYPE_CHECKING:
+    from avatarjobs.adapters.input_urls import RoleSignedInputUrls
     from avatarjobs.adapters.job_queues import SqsRedelivery
     from avatarjobs.adapters.jobs_table import DynamoJobsRepository
     from avatarjobs.adapters.media_store import S3MediaStore
@@ -112,10 +113,18 @@ def dispatcher() -> Dispatcher:
     return Dispatcher(
         jobs=_jobs_repository(),
         providers=provider,
-        stager=InputStager(_media_store(), _safe_fetcher()),
+        stager=InputStager(_media_store(), _safe_fetcher(), _input_urls()),
         public_base_url=_required_setting(provider_settings().public_base_url, "PUBLIC_BASE_URL"),
         start_timeout_seconds=provider_settings().fal_start_timeout_seconds,
     )
+
+
+def _input_urls() -> RoleSignedInputUrls:
+    from avatarjobs.adapters import aws_clients
+    from avatarjobs.adapters.input_urls import RoleSignedInputUrls
+
+    role_arn = _required_setting(provider_settings().input_reader_role_arn, "INPUT_READER_ROLE_ARN")
+    return RoleSignedInputUrls(aws_clients.sts(), role_arn, settings().inputs_bucket_name)
 
 
 @once_per_process

@@ -98,6 +98,8 @@ class ProviderSettings:
     # submit answer was lost waits for the provider's webhook before it fails as SUBMISSION_UNCONFIRMED.
     fal_start_timeout_seconds: int
     unconfirmed_submit_seconds: int
+    # The role whose sessions sign fal's input URLs (the dispatcher's only: adapters/input_urls.py).
+    input_reader_role_arn: str | None
     # The size of the parts finalize uploads a video in (and the largest video sent as one PutObject): 8 MiB
     # unless FINALIZE_PART_BYTES says otherwise; below 8 MiB only on the local stack, whose moto is told to accept it.
     finalize_part_bytes: int
@@ -120,5 +122,6 @@ class ProviderSettings:
             webhook_overdue_seconds=int(os.environ.get("WEBHOOK_OVERDUE_SECONDS") or 600),
             fal_start_timeout_seconds=int(os.environ.get("FAL_START_TIMEOUT_SECONDS") or 1800),
             unconfirmed_submit_seconds=int(os.environ.get("UNCONFIRMED_SUBMIT_SECONDS") or 3600),
+            input_reader_role_arn=os.environ.get("INPUT_READER_ROLE_ARN") or None,
             finalize_part_bytes=_finalize_part_bytes(local_stack=allow_loopback_http),
         )

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sts import STSClient
 
 _CONFIG = Config(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 3})
 
@@ -43,7 +44,12 @@ def events() -> "EventBridgeClient":
     return boto3.client("events", config=_CONFIG)
 
 
+@cache
+def sts() -> "STSClient":
+    return boto3.client("sts", config=_CONFIG)
+
+
 def reset() -> None:
     """Forget the clients (tests that start a new mock or point at a new endpoint call this)."""
-    for factory in (dynamodb, sqs, s3, sns, events):
+    for factory in (dynamodb, sqs, s3, sns, events, sts):
         factory.cache_clear()

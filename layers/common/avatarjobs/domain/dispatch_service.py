@@ -31,6 +31,9 @@ from avatarjobs.providers.mirako import new_webhook_token
 # with less time left does not start, so a Lambda timeout can never cut a submit in half.
 SUBMIT_BUDGET_SECONDS = 75
 LEASE_MARGIN_SECONDS = 30
+# fal's inputs stay fetchable this much longer than the latest moment fal may start the job (it fetches them as
+# the run starts).
+INPUT_FETCH_MARGIN_SECONDS = 300
 
 
 class Dispatcher:
@@ -77,24 +80,31 @@ class Dispatcher:
             raise RetryLater("another dispatcher holds this job")
         self._settle_lost_attempt(job, "a dispatcher stopped during its submit; the provider may have it")
 
-    def _start_within(self, job: Job, now: datetime) -> int:
-        """How long the provider may keep the job queued before it must start it: never past the job's deadline."""
-        until_deadline = (datetime.fromisoformat(job.deadline_at) - now).total_seconds()
-        return max(1, int(min(self._start_timeout_seconds, until_deadline)))
+    def _start_within(self, job: Job, now: datetime, fetchable_until: datetime | None) -> int:
+        """How long the provider may keep the job queued before it must start it: never past the job's deadline,
+        nor past the time its inputs can still be fetched (less a margin)."""
+        limits = [self._start_timeout_seconds, (datetime.fromisoformat(job.deadline_at) - now).total_seconds()]
+        if fetchable_until is not None:
+            limits.append((fetchable_until - now).total_seconds() - INPUT_FETCH_MARGIN_SECONDS)
+        return max(1, int(min(limits)))
+
+    def _staged(self, job: Job, now: datetime) -> tuple[dict[str, object], int]:
+        """The job's inputs as its provider takes them, and how long the provider may take to start it."""
+        if job.provider == "mirako":
+            return self._stager.for_mirako(job.request), self._start_within(job, now, None)
+        fetchable_for = self._start_timeout_seconds + INPUT_FETCH_MARGIN_SECONDS
+        staged = self._stager.for_fal(job.model, job.request, fetchable_for_seconds=fetchable_for)
+        return staged.inputs, self._start_within(job, now, staged.fetchable_until)
 
     def _submit(self, job: Job, token: str, now: datetime) -> None:
         try:
-            inputs = (
-                self._stager.for_mirako(job.request)
-                if job.provider == "mirako"
-                else self._stager.for_fal(job.model, job.request)
-            )
+            inputs, start_within = self._staged(job, now)
             submission = self._providers(job.provider).submit(
                 job.model,
                 inputs,
                 webhook_url=f"{self._public_base_url}/webhooks/{job.provider}/{job.job_id}",
                 webhook_token=token,
-                start_within_seconds=self._start_within(job, now),
+                start_within_seconds=start_within,
             )
         except InputUnavailable as error:
             self._fail_or_retry(job, JobError(code="INPUT_UNAVAILABLE", message=str(error), retryable=error.retryable))

@@ -1,20 +1,22 @@
 """Turns a job's stored media references into what its provider takes.
 
-fal fetches inputs itself, so it gets URLs: `s3://` inputs become short-lived presigned GET URLs. Mirako
-takes the bytes, so they are read from S3 or fetched from an https URL through the SSRF-safe fetcher.
+fal fetches inputs itself, so it gets URLs: `s3://` inputs become presigned GET URLs whose life is known (see
+adapters/input_urls.py), and the job is staged with the time its inputs stop being fetchable, which bounds
+how long fal may wait before it starts the job. Mirako takes the bytes, so they are read from S3 or fetched
+from an https URL through the SSRF-safe fetcher.
 """
 
 from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from avatarjobs.domain import limits
 from avatarjobs.domain.media import media_field_names, parse_s3_uri
-from avatarjobs.domain.ports import InputTooLarge, MediaStore
+from avatarjobs.domain.ports import InputTooLarge, InputUrlSigner, MediaStore
 from avatarjobs.domain.requests import MODEL_CLASSES
 from avatarjobs.net.safe_fetch import FetchError
 
-# fal may queue a job for a while before it fetches the inputs.
-FAL_INPUT_URL_EXPIRY_SECONDS = 3600
 _CONTENT_TYPES = {"image": limits.IMAGE_CONTENT_TYPES, "audio": limits.AUDIO_CONTENT_TYPES}
 # Our request field -> (Mirako's field, media kind).
 _MIRAKO_MEDIA: dict[str, tuple[str, Literal["image", "audio"]]] = {
@@ -37,20 +39,31 @@ class Fetcher(Protocol):
     def fetch(self, url: str, *, max_bytes: int, allowed_content_types: Collection[str]) -> tuple[bytes, str]: ...
 
 
+@dataclass(frozen=True)
+class FalInputs:
+    inputs: dict[str, Any]
+    fetchable_until: datetime | None  # when the first of its presigned URLs stops working (None: it has none)
+
+
 class InputStager:
-    def __init__(self, media: MediaStore, fetcher: Fetcher) -> None:
+    def __init__(self, media: MediaStore, fetcher: Fetcher, input_urls: InputUrlSigner) -> None:
         self._media = media
         self._fetcher = fetcher
+        self._input_urls = input_urls
 
-    def for_fal(self, model: str, request: dict[str, Any]) -> dict[str, Any]:
+    def for_fal(self, model: str, request: dict[str, Any], *, fetchable_for_seconds: int) -> FalInputs:
+        """The model's input with `s3://` inputs as URLs that work for at least `fetchable_for_seconds`."""
         staged = dict(request)
+        until: datetime | None = None
         for name in media_field_names(MODEL_CLASSES[model]):
             value = staged.get(name)
             if isinstance(value, str) and value.startswith("s3://"):
-                staged[name] = self._media.presign_download(
-                    self._media.inputs_bucket, self._input_key(name, value), expires_in=FAL_INPUT_URL_EXPIRY_SECONDS
+                signed = self._input_urls.presign_input(
+                    self._input_key(name, value), valid_for_seconds=fetchable_for_seconds
                 )
-        return staged
+                staged[name] = signed.url
+                until = signed.valid_until if until is None else min(until, signed.valid_until)
+        return FalInputs(staged, until)
 
     def for_mirako(self, request: dict[str, Any]) -> dict[str, Any]:
         staged: dict[str, Any] = {key: request[key] for key in ("text", "voice_profile_id") if key in request}

@@ -2,6 +2,7 @@
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from avatarjobs.domain.job import Job, JobStatus
@@ -114,3 +115,17 @@ class MediaStore(Protocol):
 
 class InputTooLarge(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class SignedUrl:
+    url: str
+    valid_until: datetime  # when it stops working: its expiry, or its signing credentials' if sooner
+
+
+class InputUrlSigner(Protocol):
+    """Presigned GET URLs of the inputs bucket whose life is known (a provider fetches them later)."""
+
+    inputs_bucket: str
+
+    def presign_input(self, key: str, *, valid_for_seconds: int) -> SignedUrl: ...
