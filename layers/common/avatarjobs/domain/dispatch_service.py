@@ -83,10 +83,10 @@ class Dispatcher:
     def _start_within(self, job: Job, now: datetime, fetchable_until: datetime | None) -> int:
         """How long the provider may keep the job queued before it must start it: never past the job's deadline,
         nor past the time its inputs can still be fetched (less a margin)."""
-        limits = [self._start_timeout_seconds, (datetime.fromisoformat(job.deadline_at) - now).total_seconds()]
+        bounds = [self._start_timeout_seconds, (datetime.fromisoformat(job.deadline_at) - now).total_seconds()]
         if fetchable_until is not None:
-            limits.append((fetchable_until - now).total_seconds() - INPUT_FETCH_MARGIN_SECONDS)
-        return max(1, int(min(limits)))
+            bounds.append((fetchable_until - now).total_seconds() - INPUT_FETCH_MARGIN_SECONDS)
+        return max(1, int(min(bounds)))
 
     def _staged(self, job: Job, now: datetime) -> tuple[dict[str, object], int]:
         """The job's inputs as its provider takes them, and how long the provider may take to start it."""

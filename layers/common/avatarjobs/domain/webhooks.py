@@ -27,6 +27,7 @@ from avatarjobs.providers.base import (
     Provider,
     ProviderError,
     ProviderErrorCode,
+    StatusReport,
     Submission,
     UnknownProvider,
     WebhookNotice,
@@ -127,27 +128,31 @@ class WebhookReceiver:
     def _receive_hint(self, provider: Provider, job: Job, notice: WebhookNotice) -> WebhookOutcome:
         """Only a hint came (Mirako): what the provider's status says of the job's own task is what we record."""
         if job.provider_request_id is None:
-            adopted = self._adopt_confirmed(provider, job, notice.request_id)
-            if adopted is None and job.status == JobStatus.ACCEPTED:
+            confirmed = self._confirmed_task(provider, job, notice.request_id)
+            if confirmed is None and job.status == JobStatus.ACCEPTED:
                 # Its dispatcher is still writing down the task id: a 409 has the provider call again.
                 raise TransitionConflict(job.job_id, job)
-            if adopted is None:
+            if confirmed is None:
                 return WebhookOutcome.IGNORED
-            job = adopted
-        elif notice.request_id not in (None, job.provider_request_id):
-            logger.info(
-                "webhook body names another id; asking about the job's own task",
-                extra={"job_id": job.job_id, "body_id": notice.request_id, "task_id": job.provider_request_id},
-            )
-        return self._outcome(self._progress.follow_status(provider, job, provider.status(submission_of(job))))
+            task_id, report = confirmed
+            job = self._progress.adopt_submission(job, task_id)
+        else:
+            if notice.request_id not in (None, job.provider_request_id):
+                logger.info(
+                    "webhook body names another id; asking about the job's own task",
+                    extra={"job_id": job.job_id, "body_id": notice.request_id, "task_id": job.provider_request_id},
+                )
+            report = provider.status(submission_of(job))
+        return self._outcome(self._progress.follow_status(provider, job, report))
 
-    def _adopt_confirmed(self, provider: Provider, job: Job, hinted_id: str | None) -> Job | None:
-        """A job whose submit answer was lost: the body's id becomes its task id only if the provider knows it."""
+    @staticmethod
+    def _confirmed_task(provider: Provider, job: Job, hinted_id: str | None) -> tuple[str, StatusReport] | None:
+        """For a job whose submit answer was lost: the body's id and its status, if the provider knows that id."""
         if hinted_id is None:
             logger.info("webhook for a job without a task id names none", extra={"job_id": job.job_id})
             return None
         try:
-            provider.status(Submission(request_id=hinted_id))
+            return hinted_id, provider.status(Submission(request_id=hinted_id))
         except ProviderError as error:
             if error.kind is not FailureKind.FINAL:
                 raise  # the provider did not answer: fail the call, so the webhook comes again
@@ -156,7 +161,6 @@ class WebhookReceiver:
                 extra={"job_id": job.job_id, "body_id": hinted_id, "code": error.code},
             )
             return None
-        return self._progress.adopt_submission(job, hinted_id)
 
 
 def _result(notice: WebhookNotice) -> ProviderResult:
