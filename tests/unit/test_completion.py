@@ -722,6 +722,18 @@ def unconfirmed_fal_job(minutes_ago: float) -> Job:
     return _age(job, status_since=isoformat(utc_now() - timedelta(minutes=minutes_ago)))
 
 
+def test_a_webhook_that_comes_after_an_unconfirmed_job_was_given_up_changes_nothing(
+    env: Stack, fal_key: SigningKey
+) -> None:
+    job = unconfirmed_fal_job(minutes_ago=61)
+    reconcile()
+    failed = stored(job.job_id)
+    body = fal_body()
+    assert deliver("fal", job.job_id, body, fal_headers(fal_key, body)) == (200, {"status": "duplicate"})
+    assert stored(job.job_id) == failed  # a finished job never changes
+    assert queued(env, "FinalizeQueue") == []
+
+
 def test_a_job_whose_submit_answer_was_lost_waits_for_its_webhook_within_the_bound(env: Stack) -> None:
     job = unconfirmed_fal_job(minutes_ago=59)  # UNCONFIRMED_SUBMIT_SECONDS is 3600 by default
     report = reconcile()

@@ -87,8 +87,18 @@ class ProviderProgress:
         return self.failed(job, JobError(code=code, message=message, provider_code=report.error_type))
 
     def adopt_submission(self, job: Job, request_id: str) -> Job:
-        """Records the provider's request id on a job whose submit answer we never read (or not yet)."""
+        """Records the provider's request id on a job whose submit answer we never read (or not yet).
+
+        A job that has ended meanwhile (given up as SUBMISSION_UNCONFIRMED, canceled, timed out) is left as it is:
+        a finished job never changes. The provider's run is logged, since it may have made a paid video.
+        """
         if job.provider_request_id == request_id:
+            return job
+        if job.status.is_terminal:
+            logger.warning(
+                "the provider reported a run of a job that had already ended; not recorded",
+                extra={"job_id": job.job_id, "status": job.status, "provider_request_id": request_id},
+            )
             return job
         now = isoformat(utc_now())
         if job.status == JobStatus.ACCEPTED:
