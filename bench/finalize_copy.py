@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from avatarjobs.domain.video_copy import video_key
-from bench.finalize_copy_child import AVATARJOBS, CONTENDERS, UPLOAD_FILEOBJ
+from bench.finalize_copy_child import AVATARJOBS, CONTENDERS, S3TRANSFER_TUNED, UPLOAD_FILEOBJ
 from devstack.cloudformation import REGION
 from devstack.moto_server import FAKE_CREDENTIALS, local_session
 from devstack.processes import ChildServer, launch, stop_all
@@ -43,7 +43,7 @@ VIDEO_BYTES = 1024 * MIB
 SEED = 6
 RUNS = 3
 TARGET_PEAK_GROWTH_BYTES = 64 * MIB
-TARGET_RATIO = 1.0  # our throughput over upload_fileobj's
+TARGET_RATIO = 1.0  # our throughput over upload_fileobj's, and the tuned s3transfer's over ours
 # Passed on to the children when set, e.g. to measure another part size.
 _PASSED_ON = ("PATH", "HOME", "LANG", "FINALIZE_PART_BYTES")
 
@@ -94,7 +94,21 @@ class FinalizeCopyResult:
     video_bytes: int
     ours: ContenderResult
     upload_fileobj: ContenderResult
+    s3transfer_tuned: ContenderResult
     load_average: tuple[float, float]  # the machine's 1-minute load average before and after
+
+    @property
+    def contenders(self) -> tuple[ContenderResult, ...]:
+        return (self.ours, self.upload_fileobj, self.s3transfer_tuned)
+
+    @property
+    def tuned_ratio(self) -> float:
+        """The tuned s3transfer's throughput over ours: it replaces our store if >= 1.0 within the memory target."""
+        return self.s3transfer_tuned.mb_per_s / self.ours.mb_per_s
+
+    @property
+    def tuned_replaces_ours(self) -> bool:
+        return self.tuned_ratio >= TARGET_RATIO and self.s3transfer_tuned.peak_growth_bytes <= TARGET_PEAK_GROWTH_BYTES
 
     @property
     def part_bytes(self) -> int:
@@ -166,7 +180,7 @@ def _verified(s3: "S3Client", bucket: str, job_id: str, figures: dict[str, Any],
         raise BenchFailed(f"{contender}: S3 holds {stored} (size, SHA-256), not {expected}")
     if figures["size"] != expected[0]:
         raise BenchFailed(f"{contender}: reported {figures['size']} bytes copied, not {expected[0]}")
-    if contender == AVATARJOBS and figures["sha256"] != expected[1]:
+    if contender in (AVATARJOBS, S3TRANSFER_TUNED) and figures["sha256"] != expected[1]:
         raise BenchFailed(f"{contender}: reported SHA-256 {figures['sha256']}, not {expected[1]}")
     s3.delete_object(Bucket=bucket, Key=key)  # moto keeps objects in its memory: one at a time
     if s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
@@ -224,20 +238,23 @@ def measure(video_bytes: int = VIDEO_BYTES, runs: int = RUNS, seed: int = SEED) 
         for contender in CONTENDERS:
             copy(contender, f"bench-warm-up-{contender}")
         for round_number in range(runs):
-            order = CONTENDERS if round_number % 2 == 0 else tuple(reversed(CONTENDERS))
+            # Each contender first once in every len(CONTENDERS) rounds.
+            shift = round_number % len(CONTENDERS)
+            order = CONTENDERS[shift:] + CONTENDERS[:shift]
             for contender in order:
                 samples[contender].append(copy(contender, f"bench-{round_number}-{contender}"))
     return FinalizeCopyResult(
         video_bytes=video_bytes,
         ours=ContenderResult(AVATARJOBS, tuple(samples[AVATARJOBS])),
         upload_fileobj=ContenderResult(UPLOAD_FILEOBJ, tuple(samples[UPLOAD_FILEOBJ])),
+        s3transfer_tuned=ContenderResult(S3TRANSFER_TUNED, tuple(samples[S3TRANSFER_TUNED])),
         load_average=(load_before, os.getloadavg()[0]),
     )
 
 
 def describe(result: FinalizeCopyResult) -> list[str]:
     lines = [f"part size {result.part_bytes / MIB:g} MiB"]
-    for contender in (result.ours, result.upload_fileobj):
+    for contender in result.contenders:
         for run in contender.runs:
             lines.append(
                 f"{contender.name}: {run.seconds:.2f} s (CPU {run.cpu_seconds:.2f} s, "
@@ -247,7 +264,9 @@ def describe(result: FinalizeCopyResult) -> list[str]:
             )
     lines.append(
         f"ratio {result.ratio:.2f}x; ours peak {result.ours.peak_growth_bytes / MIB:.1f} MiB; "
-        f"{'met' if result.met else 'NOT met'}"
+        f"{'met' if result.met else 'NOT met'}; tuned s3transfer {result.tuned_ratio:.2f}x ours, peak "
+        f"{result.s3transfer_tuned.peak_growth_bytes / MIB:.1f} MiB: "
+        f"{'replaces our store' if result.tuned_replaces_ours else 'does not replace our store'}"
     )
     return lines
 

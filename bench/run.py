@@ -277,7 +277,10 @@ def _finalize_copy_section(result: finalize_copy.FinalizeCopyResult) -> list[str
         f"{result.part_bytes / finalize_copy.MIB:g} MiB parts, up to {in_flight} in flight while the next is read, "
         "CRC32 per part, SHA-256 of the whole video. **upload_fileobj** is boto3's managed upload (default "
         f"TransferConfig: 8 MiB parts, up to {TransferConfig().max_request_concurrency} threads, CRC32 per part, no "
-        "hash of the whole) of the same URL's body streamed by httpx and wrapped as a file. Both use the production "
+        "hash of the whole) of the same URL's body streamed by httpx and wrapped as a file. **s3transfer_tuned** is "
+        "the same managed upload configured like our copy (8 MiB parts, 4 in flight, `max_in_memory_upload_chunks` "
+        "4) with the SHA-256 of the whole taken by a wrapper over the stream: the candidate to replace our store "
+        '(docs/decisions.md, "Finalize streams with its own multipart upload"). All use the production '
         "S3 client of `aws_clients` with a longer read timeout (moto answers the CompleteMultipartUpload of 1 GiB "
         "after seconds of silence, where S3 keeps the connection alive with whitespace; at 10 s both copies "
         "retried it). Peak RSS growth is VmHWM, reset just before the copy (`/proc/self/clear_refs`), minus VmRSS "
@@ -292,6 +295,7 @@ def _finalize_copy_section(result: finalize_copy.FinalizeCopyResult) -> list[str
         "| Status |",
         "|---|---:|---:|---:|---:|---|---|---|",
     ]
+    tuned = result.s3transfer_tuned
     for contender, target, status in (
         (
             ours,
@@ -299,6 +303,11 @@ def _finalize_copy_section(result: finalize_copy.FinalizeCopyResult) -> list[str
             f"memory {_met(result.memory_met)}, throughput {_met(result.throughput_met)}",
         ),
         (theirs, "", ""),
+        (
+            tuned,
+            f"replaces ours at <= {target_mib} MiB and >= {finalize_copy.TARGET_RATIO}x ours",
+            f"{result.tuned_ratio:.2f}x ours: {'replaces' if result.tuned_replaces_ours else 'does not replace'} ours",
+        ),
     ):
         best = contender.best
         calls = ", ".join(f"{count} {name}" for name, count in best.s3_calls.items())
@@ -314,7 +323,7 @@ def _finalize_copy_section(result: finalize_copy.FinalizeCopyResult) -> list[str
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for number in range(runs):
-        for contender in (ours, theirs):
+        for contender in result.contenders:
             run = contender.runs[number]
             lines.append(
                 f"| {number + 1} | {contender.name} | {run.seconds:.1f} | {run.mb_per_s:.1f} | "
@@ -337,7 +346,8 @@ def _finalize_copy_section(result: finalize_copy.FinalizeCopyResult) -> list[str
         "vary from run to run far more than CPU times do, CompleteMultipartUpload's most of all. Without it, the "
         f"best upload phases were {best_upload(ours):.1f} s (avatarjobs) and {best_upload(theirs):.1f} s "
         f"(upload_fileobj); the copying process used {mean_cpu(ours):.1f} s and {mean_cpu(theirs):.1f} s of CPU "
-        "on average. Our copy does one more pass over the bytes than upload_fileobj, the SHA-256 of the whole "
+        f"on average ({mean_cpu(tuned):.1f} s for the tuned s3transfer). Our copy does one more pass over the bytes "
+        "than upload_fileobj, the SHA-256 of the whole "
         "video that the job reports, hence its higher CPU time, which counts on a machine whose CPUs the copy, "
         "moto and the video server keep busy. Its part buffers are reused "
         f"({in_flight + 1} of them, {_mib((in_flight + 1) * result.part_bytes)} MiB), where upload_fileobj holds "
@@ -387,6 +397,10 @@ def _summary(
         f"{copy.ratio:.2f}x upload_fileobj ({copy.ours.mb_per_s:.1f} vs {copy.upload_fileobj.mb_per_s:.1f} MB/s) | "
         f"<= {finalize_copy.TARGET_PEAK_GROWTH_BYTES // finalize_copy.MIB} MiB, >= {finalize_copy.TARGET_RATIO}x "
         f"upload_fileobj | {_met(copy.met)} |",
+        f"| Finalize copy: tuned s3transfer (1 GiB) | {_mib(copy.s3transfer_tuned.peak_growth_bytes)} MiB peak RSS "
+        f"growth, {copy.tuned_ratio:.2f}x ours | replaces our store at <= "
+        f"{finalize_copy.TARGET_PEAK_GROWTH_BYTES // finalize_copy.MIB} MiB and >= {finalize_copy.TARGET_RATIO}x ours "
+        f"| {'replaces' if copy.tuned_replaces_ours else 'does not replace'} |",
         ack_row,
         flow_row,
         "",
