@@ -77,25 +77,29 @@ def _cold_start_section(result: cold_start.ColdStartResult) -> list[str]:
         "process that only imports boto3) in the same run. Target: "
         f"<= {cold_start.TARGET_RATIO}x the floor for every function.",
         "",
-        "| Function | Min import (ms) | Median (ms) | Ratio to floor | Target | Status | Ready (ms) | Ready ratio |",
-        "|---|---:|---:|---:|---:|---|---:|---:|",
-        f"| floor: `import boto3` | {floor.min_ms:.1f} | {statistics.median(floor.samples_ms):.1f} | 1.00x | | | | |",
+        "| Function | Min import (ms) | Median (ms) | Ratio to floor | Target | Status | Ready (ms) | Ready floor "
+        "(ms) | boto3 clients | Ready ratio | Target | Status |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---|",
+        f"| floor: `import boto3` | {floor.min_ms:.1f} | {statistics.median(floor.samples_ms):.1f} | 1.00x | | | "
+        "| | | | | |",
     ]
     for name, timing in result.functions.items():
-        ready = result.ready[name].min_ms
         lines.append(
             f"| {name} | {timing.min_ms:.1f} | {statistics.median(timing.samples_ms):.1f} | "
             f"{result.ratio(name):.2f}x | <= {cold_start.TARGET_RATIO}x | {_met(result.met(name))} | "
-            f"{ready:.1f} | {ready / floor.min_ms:.2f}x |"
+            f"{result.ready[name].min_ms:.1f} | {result.ready_floor[name].min_ms:.1f} | "
+            f"{', '.join(result.clients[name]) or 'none'} | {result.ready_ratio(name):.2f}x | "
+            f"<= {cold_start.TARGET_READY_RATIO}x | {_met(result.ready_met(name))} |"
         )
     lines += [
         "",
-        "*Ready* is the same fresh process going one step further, to what the first invocation adds before its "
-        "first AWS call: it calls each `avatarjobs.composition` factory the handler module imports, which imports "
-        "that function's services, adapters and providers and creates its boto3 clients (nothing is sent). It has "
-        "no target; it is shown because the composition root imports lazily, so part of a function's start-up "
-        "moved from the import into the first invocation. A handler whose import is under the floor no longer "
-        "imports boto3 at import time at all (its first invocation does, when it builds its clients).",
+        "*Ready* is cold start as Lambda pays it: the same fresh process going one step further, to what the first "
+        "invocation adds before its first AWS call: it calls each `avatarjobs.composition` factory the handler "
+        "module imports, which imports that function's services, adapters and providers and creates its boto3 "
+        "clients (nothing is sent). Its floor, in the same run, is a fresh process that imports boto3 and creates "
+        f"the same boto3 clients (listed). Target: <= {cold_start.TARGET_READY_RATIO}x that floor for every "
+        "function. A handler whose import is under the `import boto3` floor no longer imports boto3 at import time "
+        "at all (its first invocation does, when it builds its clients).",
         "",
         "The floor is what every function pays before its first AWS call (its first invocation imports boto3 to "
         "create its clients, if its import did not). The interpreters reuse the `__pycache__` "
@@ -375,6 +379,8 @@ def _summary(
 ) -> list[str]:
     worst = max(cold.functions, key=cold.ratio)
     met_count = sum(1 for name in cold.functions if cold.met(name))
+    worst_ready = max(cold.functions, key=cold.ready_ratio)
+    ready_met_count = sum(1 for name in cold.functions if cold.ready_met(name))
     ack_row = (
         f"| Webhook acknowledgement p50/p99 | {ack.handler_p50:.1f}/{ack.handler_p99:.1f} ms, "
         f"{ack.ratio_p50:.2f}x/{ack.ratio_p99:.2f}x the floor ({ack.floor_p50:.1f}/{ack.floor_p99:.1f} ms) | "
@@ -391,6 +397,10 @@ def _summary(
         f"| Cold start | worst {worst} {cold.ratio(worst):.2f}x the boto3 floor ({met_count}/{len(cold.functions)} "
         f"functions within target) | <= {cold_start.TARGET_RATIO}x every function | "
         f"{_met(met_count == len(cold.functions))} |",
+        f"| Cold start, as Lambda pays it (import + first invocation's clients) | worst {worst_ready} "
+        f"{cold.ready_ratio(worst_ready):.2f}x `import boto3` + the same clients ({ready_met_count}/"
+        f"{len(cold.functions)} functions within target) | <= {cold_start.TARGET_READY_RATIO}x every function | "
+        f"{_met(ready_met_count == len(cold.functions))} |",
         f"| AWS calls per job | {calls.outside_part_uploads} outside part uploads ({calls.total} in all) | "
         f"<= {aws_calls.TARGET_CALLS} | {_met(calls.met)} |",
         f"| Finalize copy (1 GiB, RSS and throughput) | {_mib(copy.ours.peak_growth_bytes)} MiB peak RSS growth, "
