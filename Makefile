@@ -50,7 +50,7 @@ validate: $(SAM_VENV)/.installed ## sam validate --lint and cfn-lint with the se
 build: $(SAM_VENV)/.installed ## sam build (arm64 wheels from PyPI; no Docker, no AWS account)
 	$(SAM_ENV) $(SAM_VENV)/bin/sam build
 
-unit: $(VENV)/.installed ## pytest
+unit: $(VENV)/.installed $(SAM_VENV)/.installed ## pytest (tests/unit/test_iam.py runs the SAM translator of .venv-sam)
 	$(PY) -m pytest
 
 demo: $(VENV)/.installed ## the whole pipeline locally: two jobs end to end, MP4s into ./out/, notifications shown

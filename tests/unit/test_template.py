@@ -1,5 +1,8 @@
 """template.yaml keeps the promises the code relies on."""
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -164,3 +167,176 @@ def test_the_reconciler_may_send_to_both_job_queues() -> None:
             resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             queues |= {resource["Fn::GetAtt"][0] for resource in resources}
     assert queues == {"DispatchQueue", "FinalizeQueue"}
+
+
+def _parameter_default(name: str) -> str:
+    return str(TEMPLATE["Parameters"][name]["Default"])
+
+
+def test_the_account_wide_api_gateway_role_is_set_only_when_asked_and_stage_logs_follow_the_choice() -> None:
+    assert _parameter_default("ApiStageLogging") == "off"
+    assert TEMPLATE["Conditions"]["CreatesApiGatewayAccountRole"] == {
+        "Fn::Equals": [{"Ref": "ApiStageLogging"}, "create-account-role"]
+    }
+    assert TEMPLATE["Conditions"]["HasApiStageLogging"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ApiStageLogging"}, "off"]}]
+    }
+    for logical_id in ("ApiGatewayCloudWatchRole", "ApiGatewayAccount"):
+        assert RESOURCES[logical_id]["Condition"] == "CreatesApiGatewayAccountRole"
+    # The stage waits for the account setting when this stack makes it, without naming a resource that may not exist.
+    api = RESOURCES["JobsApi"]
+    handle = RESOURCES[api["DependsOn"]]
+    assert handle["Metadata"]["AccountSettings"]["Fn::If"][:2] == [
+        "CreatesApiGatewayAccountRole",
+        {"Ref": "ApiGatewayAccount"},
+    ]
+    # API Gateway refuses access and execution logs while the account has no role: both follow the same condition.
+    assert api["Properties"]["AccessLogSetting"]["Fn::If"][0] == "HasApiStageLogging"
+    assert RESOURCES["JobsApiAccessLogGroup"]["Condition"] == "HasApiStageLogging"
+    for setting in api["Properties"]["MethodSettings"]:
+        assert setting["LoggingLevel"] == {"Fn::If": ["HasApiStageLogging", "ERROR", "OFF"]}
+        assert setting["DataTraceEnabled"] is False
+
+
+def test_each_webhook_route_has_a_throttle_of_its_own_apart_from_the_clients() -> None:
+    settings = RESOURCES["JobsApi"]["Properties"]["MethodSettings"]
+    routes = [event["Properties"] for event in RESOURCES["WebhookFunction"]["Properties"]["Events"].values()]
+    for route in routes:
+        escaped = route["Path"].replace("/", "~1")
+        [setting] = [s for s in settings if s["ResourcePath"] == f"/{escaped}"]
+        assert setting["HttpMethod"] == route["Method"].upper() == "POST"
+        assert setting["ThrottlingRateLimit"] == {"Ref": "WebhookThrottleRateLimit"}
+        assert setting["ThrottlingBurstLimit"] == {"Ref": "WebhookThrottleBurstLimit"}
+    assert int(_parameter_default("WebhookThrottleRateLimit")) < int(_parameter_default("StageThrottleRateLimit"))
+    assert int(_parameter_default("WebhookThrottleBurstLimit")) < int(_parameter_default("StageThrottleBurstLimit"))
+
+
+def test_the_finalize_and_dead_letter_consumers_have_capped_concurrency_that_leaves_a_new_account_room() -> None:
+    [finalize] = RESOURCES["FinalizeFunction"]["Properties"]["Events"].values()
+    assert finalize["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "FinalizeMaxConcurrency"}}
+    for source in RESOURCES["DeadLetterFunction"]["Properties"]["Events"].values():
+        assert source["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "DeadLetterMaxConcurrency"}}
+    for name in ("FinalizeMaxConcurrency", "DeadLetterMaxConcurrency"):
+        parameter = TEMPLATE["Parameters"][name]
+        assert (parameter["MinValue"], parameter["MaxValue"]) == (2, 1000)  # Lambda's bounds
+    # A new account may have 10: the steady consumers leave at least 3 for the API, webhooks and notifier.
+    assert int(_parameter_default("ProviderMaxConcurrency")) + int(_parameter_default("FinalizeMaxConcurrency")) <= 7
+
+
+def _alarms() -> dict[str, dict[str, Any]]:
+    return {k: r["Properties"] for k, r in RESOURCES.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+def _dimension_refs(alarm: dict[str, Any]) -> set[str]:
+    values = [dimension["Value"] for dimension in alarm.get("Dimensions", [])]
+    return {value.get("Ref") or value.get("Fn::GetAtt", [""])[0] for value in values if isinstance(value, dict)}
+
+
+def test_the_pipeline_gaps_are_alarmed() -> None:
+    alarms = list(_alarms().values())
+
+    def alarmed(namespace: str, metric: str, resource: str | None = None) -> list[dict[str, Any]]:
+        return [
+            a
+            for a in alarms
+            if a["Namespace"] == namespace
+            and a["MetricName"] == metric
+            and (resource is None or resource in _dimension_refs(a))
+        ]
+
+    assert alarmed("AWS/Lambda", "Errors", "ApiFunction")
+    assert alarmed("AWS/ApiGateway", "5XXError", "AWS::StackName")
+    [latency] = alarmed("AWS/ApiGateway", "Latency", "AWS::StackName")
+    assert latency["ExtendedStatistic"] == "p99"
+    [throttles] = alarmed("AWS/Lambda", "Throttles")
+    assert "Dimensions" not in throttles  # account-wide: every function shares the account's concurrency
+    assert alarmed("AWS/Lambda", "IteratorAge", "NotifyFunction")
+    assert alarmed("AWS/SQS", "ApproximateAgeOfOldestMessage", "DispatchQueue")
+    # The runtime's Powertools metric: its namespace and service dimension as the functions get them.
+    variables = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    [poison] = alarmed(variables["POWERTOOLS_METRICS_NAMESPACE"], "PoisonMessagesDropped")
+    assert poison["Dimensions"] == [{"Name": "service", "Value": variables["POWERTOOLS_SERVICE_NAME"]}]
+
+
+def test_every_alarm_notifies_the_alarm_topic_and_the_stack_says_when_there_is_none() -> None:
+    actions = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    for logical_id, alarm in _alarms().items():
+        assert alarm["AlarmActions"] == alarm["OKActions"] == actions, logical_id
+    assert _parameter_default("AlarmTopicArn") == ""
+    assert TEMPLATE["Conditions"]["HasNoAlarmTopic"] == {"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}
+    assert TEMPLATE["Outputs"]["AlarmsNotifyNobody"]["Condition"] == "HasNoAlarmTopic"
+
+
+def test_the_dashboard_body_is_json_and_shows_jobs_failures_by_code_and_queue_ages() -> None:
+    body, variables = RESOURCES["PipelineDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert (
+        variables["Namespace"]
+        == TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+    )
+    assert (
+        variables["Service"] == TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
+    )
+    for reference in re.findall(r"\$\{([^}]+)\}", body):
+        name = reference.split(".")[0]
+        assert name in RESOURCES or name in TEMPLATE["Parameters"] or name in variables or name.startswith("AWS::")
+    widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))["widgets"]
+    text = json.dumps(widgets)
+    for shown in ("JobsAccepted", "'job failed'", "by code", "'job event published'", "ApproximateAgeOfOldestMessage"):
+        assert shown in text
+    # Metric names of our namespace are the ones the code emits (add_metric), or the runtime's poison count.
+    emitted = set(re.findall(r'add_metric\(name="(\w+)"', _source_text())) | {
+        "WebhookRecorded",
+        "PoisonMessagesDropped",
+    }
+    ours: set[str] = set()
+    for widget in (w for w in widgets if w["type"] == "metric"):
+        namespace = ""
+        for row in widget["properties"]["metrics"]:
+            namespace = namespace if row[0] in (".", "...") else row[0]
+            if namespace == "x" and row[0] != "...":  # ${Namespace}
+                ours.add(row[1])
+    assert ours <= emitted
+
+
+def _source_text() -> str:
+    root = Path(__file__).resolve().parents[2]
+    return "".join(
+        path.read_text() for folder in ("functions", "layers/common") for path in (root / folder).rglob("*.py")
+    )
+
+
+def test_a_deploy_without_any_provider_key_is_refused() -> None:
+    [assertion] = TEMPLATE["Rules"]["AProviderKeyIsGiven"]["Assertions"]
+    assert assertion["Assert"] == {
+        "Fn::Not": [
+            {
+                "Fn::And": [
+                    {"Fn::Equals": [{"Ref": "FalKeySecretArn"}, ""]},
+                    {"Fn::Equals": [{"Ref": "MirakoKeySecretArn"}, ""]},
+                ]
+            }
+        ]
+    }
+
+
+@pytest.mark.parametrize("parameter", ["FalKeySecretArn", "MirakoKeySecretArn"])
+def test_a_secret_parameter_takes_only_a_full_arn_with_its_random_suffix(parameter: str) -> None:
+    pattern = TEMPLATE["Parameters"][parameter]["AllowedPattern"]
+    assert re.fullmatch(pattern, "")
+    assert re.fullmatch(pattern, "arn:aws:secretsmanager:eu-west-1:123456789012:secret:avatarjobs/fal-key-AbC1eF")
+    assert not re.fullmatch(pattern, "arn:aws:secretsmanager:eu-west-1:123456789012:secret:avatarjobs/fal-key")
+    assert not re.fullmatch(pattern, "arn:aws:secretsmanager:eu-west-1:123456789012:secret:fal-key-AbC1")
+
+
+def test_the_layer_is_named_after_the_stack() -> None:
+    assert RESOURCES["CommonLayer"]["Properties"]["LayerName"] == {"Fn::Sub": "${AWS::StackName}-common"}
+
+
+def test_queues_use_free_sqs_managed_encryption_and_tables_the_aws_owned_key() -> None:
+    for logical_id, resource in RESOURCES.items():
+        if resource["Type"] == "AWS::SQS::Queue":
+            assert resource["Properties"]["SqsManagedSseEnabled"] is True, logical_id
+            assert "KmsMasterKeyId" not in resource["Properties"], logical_id
+        if resource["Type"] == "AWS::DynamoDB::Table":
+            # No SSESpecification: DynamoDB's AWS-owned key, free (SSEEnabled: aws/dynamodb, billed by KMS).
+            assert "SSESpecification" not in resource["Properties"], logical_id
