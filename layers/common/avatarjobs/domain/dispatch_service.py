@@ -36,6 +36,10 @@ LEASE_MARGIN_SECONDS = 30
 INPUT_FETCH_MARGIN_SECONDS = 300
 
 
+class NoTimeToStart(RetryLater):
+    """Too little of the invocation is left to start a submit: nothing was tried, the job is as it was."""
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -54,7 +58,7 @@ class Dispatcher:
 
     def dispatch(self, job_id: str, *, seconds_left: float) -> None:
         if seconds_left < SUBMIT_BUDGET_SECONDS:
-            raise RetryLater("not enough time left in this invocation for a submit")
+            raise NoTimeToStart("not enough time left in this invocation for a submit")
         now = utc_now()
         lease_until = now + timedelta(seconds=seconds_left + LEASE_MARGIN_SECONDS)
         # Every attempt gets a new token; its hash is stored before the provider can call back with it.
