@@ -47,6 +47,7 @@ def dispatch_record(record: dict[str, Any], lambda_context: LambdaContext, batch
     finally:
         batch.tried_one = batch.tried_one or tried
 
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics

@@ -53,27 +53,28 @@ def metric_values(documents: list[dict[str, Any]], name: str) -> list[tuple[floa
     return values
 
 
-@pytest.mark.parametrize("function", CONSUMERS)
-@UNREADABLE
-def test_a_message_that_can_never_parse_is_dropped_logged_by_id_and_size_and_counted(
-    stack: Stack,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    caplog: pytest.LogCaptureFixture,
-    function: str,
-    body: str,
-) -> None:
+@pytest.fixture(params=CONSUMERS)
+def consumer(request: pytest.FixtureRequest, stack: Stack, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A queue consumer's name, with the environment template.yaml gives it."""
+    function: str = request.param
     for name, value in stack.function_environment(function).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("FAL_KEY", "fal-secret-key")
     composition.reset()
-    handler, sample = CONSUMERS[function]
+    return function
+
+
+@UNREADABLE
+def test_a_message_that_can_never_parse_is_dropped_logged_by_id_and_size_and_counted(
+    consumer: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, body: str
+) -> None:
+    handler, sample = CONSUMERS[consumer]
     event = load_event(sample)
     record: dict[str, Any] = copy.deepcopy(event["Records"][0])
     record.update(messageId="poison-0001", body=body)
     capsys.readouterr()
 
-    response = handler({"Records": [record]}, LambdaContext(function))
+    response = handler({"Records": [record]}, LambdaContext(consumer))
 
     assert response == {"batchItemFailures": []}  # processed: not retried, not dead-lettered
     [logged] = [entry for entry in caplog.records if entry.getMessage() == "unreadable message dropped"]
