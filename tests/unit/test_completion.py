@@ -869,3 +869,42 @@ def test_a_fal_run_canceled_while_running_ends_canceled_not_failed(env: Stack, f
     body = fal_body("ERROR")  # fal's way of ending a canceled run
     assert deliver("fal", job.job_id, body, fal_headers(fal_key, body)) == (200, {"status": "recorded"})
     assert stored(job.job_id).status == JobStatus.CANCELED
+
+
+# -- signatures before keys ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def keys_unreachable(env: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No key in the environment, and secret ARNs that Secrets Manager cannot read (no such secret)."""
+    missing = f"arn:aws:secretsmanager:{REGION}:123456789012:secret:avatarjobs/missing-AbCdEf"
+    for direct, arn in (("FAL_KEY", "FAL_KEY_SECRET_ARN"), ("MIRAKO_API_KEY", "MIRAKO_KEY_SECRET_ARN")):
+        monkeypatch.delenv(direct)
+        monkeypatch.setenv(arn, missing)
+    composition.reset()
+
+
+@pytest.mark.usefixtures("keys_unreachable")
+def test_with_the_key_secret_unreachable_a_forged_fal_webhook_is_refused_and_a_genuine_one_recorded(
+    fal_key: SigningKey,
+) -> None:
+    job = submitted_fal_job()
+    body = fal_body()
+    forged = {**fal_headers(fal_key, body), "X-Fal-Webhook-Signature": "00" * 64}
+    assert deliver("fal", job.job_id, body, forged)[0] == 401
+    assert stored(job.job_id) == job
+    assert deliver("fal", job.job_id, body, fal_headers(fal_key, body)) == (200, {"status": "recorded"})
+    assert stored(job.job_id).status == JobStatus.FINALIZING
+
+
+@pytest.mark.usefixtures("keys_unreachable")
+def test_with_the_key_secret_unreachable_a_mirako_callback_is_refused_without_its_token_else_retried() -> None:
+    """Its token is checked without a key; only the status call that confirms it needs one (a 503: Mirako retries)."""
+    job, token = submitted_mirako_job()
+    status = respx.get(f"{MIRAKO}/v1/video/async_generate_talking_avatar/xdac2o3c/status")
+    body = b'{"id": "xdac2o3c"}'
+    assert deliver("mirako", job.job_id, body, bearer("wrong-token"))[0] == 401
+    answer, problem = deliver("mirako", job.job_id, body, bearer(token))
+    assert (answer, problem["code"]) == (503, "service_unavailable")
+    assert status.call_count == 0
+    assert stored(job.job_id) == job

@@ -548,6 +548,23 @@ def test_without_any_key_the_job_fails_and_says_so(dispatch_env: Stack, monkeypa
     assert "no API key is configured" in failed.error.message
 
 
+def test_a_key_secret_that_cannot_be_read_backs_the_job_off_with_nothing_sent(
+    dispatch_env: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FAL_KEY")
+    monkeypatch.setenv("FAL_KEY_SECRET_ARN", f"arn:aws:secretsmanager:{REGION}:123456789012:secret:missing-AbCdEf")
+    composition.reset()
+    job = fal_job()
+    route = fal_accepts()
+    record = received_record(dispatch_env)
+    assert dispatch(record) == [record["messageId"]]
+    assert route.call_count == 0
+    retried = stored(job.job_id)
+    assert (retried.status, retried.submission_unconfirmed) == (JobStatus.ACCEPTED, False)
+    assert retried.last_error is not None
+    assert "could not be read from Secrets Manager" in retried.last_error.message
+
+
 def test_a_mirako_input_whose_name_resolves_to_a_private_address_fails_the_job(dispatch_env: Stack) -> None:
     lookups: list[str] = []
 
