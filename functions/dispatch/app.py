@@ -5,10 +5,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatarjobs.adapters.job_queues import message_of, retry_later
+from avatarjobs.call_deadline import outbound_calls_end_in_time
 from avatarjobs.composition import dispatch_redelivery, dispatcher
-from avatarjobs.domain.dispatch_service import NoTimeToStart
 from avatarjobs.domain.messages import JobMessage
-from avatarjobs.domain.retries import RetryLater
+from avatarjobs.domain.retries import NoTimeToStart, RetryLater
 from avatarjobs.observability import logger, metrics, tracer
 from avatarjobs.partial_batch import PartialBatchResponse, process_sqs_batch
 
@@ -48,6 +48,7 @@ def dispatch_record(record: dict[str, Any], lambda_context: LambdaContext, batch
         batch.tried_one = batch.tried_one or tried
 
 
+@outbound_calls_end_in_time
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics

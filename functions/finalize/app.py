@@ -5,6 +5,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatarjobs.adapters.job_queues import message_of, retry_later
+from avatarjobs.call_deadline import outbound_calls_end_in_time
 from avatarjobs.composition import finalize_redelivery, finalizer
 from avatarjobs.domain.messages import FinalizeMessage
 from avatarjobs.domain.retries import RetryLater
@@ -27,6 +28,7 @@ def finalize_record(record: dict[str, Any]) -> None:
         raise
 
 
+@outbound_calls_end_in_time
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics

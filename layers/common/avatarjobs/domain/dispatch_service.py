@@ -22,7 +22,7 @@ from avatarjobs.domain.errors import TransitionConflict
 from avatarjobs.domain.input_staging import InputStager, InputUnavailable
 from avatarjobs.domain.job import Job, JobError, JobStatus, isoformat, utc_now
 from avatarjobs.domain.ports import JobsRepository
-from avatarjobs.domain.retries import RetryLater, retry_later_or_fail
+from avatarjobs.domain.retries import NoTimeToStart, RetryLater, retry_later_or_fail
 from avatarjobs.observability import logger
 from avatarjobs.providers.base import FailureKind, Provider, ProviderError, Submission
 from avatarjobs.providers.mirako import new_webhook_token
@@ -34,10 +34,6 @@ LEASE_MARGIN_SECONDS = 30
 # fal's inputs stay fetchable this much longer than the latest moment fal may start the job (it fetches them as
 # the run starts).
 INPUT_FETCH_MARGIN_SECONDS = 300
-
-
-class NoTimeToStart(RetryLater):
-    """Too little of the invocation is left to start a submit: nothing was tried, the job is as it was."""
 
 
 class Dispatcher:
