@@ -78,7 +78,7 @@ def test_a_message_that_can_never_parse_is_dropped_logged_by_id_and_size_and_cou
 
     assert response == {"batchItemFailures": []}  # processed: not retried, not dead-lettered
     [logged] = [entry for entry in caplog.records if entry.getMessage() == "unreadable message dropped"]
-    assert (logged.message_id, logged.body_bytes) == ("poison-0001", len(body.encode()))
+    assert (logged.__dict__["message_id"], logged.__dict__["body_bytes"]) == ("poison-0001", len(body.encode()))
     if body:
         assert all(body not in str(entry.__dict__) for entry in caplog.records)
     printed = capsys.readouterr().out
