@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from avatarjobs.call_deadline import seconds_left
+from avatarjobs.net.timeouts import NoTimeLeft, within_deadline
 from avatarjobs.providers.base import FailureKind, ProviderError, ProviderErrorCode
 
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -20,8 +20,6 @@ TIMEOUT = httpx.Timeout(connect=CONNECT_TIMEOUT_SECONDS, read=READ_TIMEOUT_SECON
 MESSAGE_MAX_CHARS = 1_000  # provider messages end up on the job record and in events: keep them short
 USER_AGENT = "avatarjobs/0.1"
 REDACTED = "[redacted]"
-# A call with less than this left of its invocation's deadline is not made: it could not get an answer.
-MIN_CALL_SECONDS = 1.0
 
 
 _clients: dict[str, httpx.Client] = {}
@@ -49,29 +47,17 @@ def reset_clients() -> None:
 class NoTimeForCall(ProviderError):
     """The invocation's deadline is too close for the call: it was not made (so it may be made again)."""
 
-    def __init__(self, action: str, left: float) -> None:
-        super().__init__(
-            ProviderErrorCode.UNREACHABLE,
-            f"{action}: not sent, {max(0.0, left):.1f} s left before this invocation's deadline",
-            kind=FailureKind.RETRY,
-        )
+    def __init__(self, action: str, reason: NoTimeLeft) -> None:
+        super().__init__(ProviderErrorCode.UNREACHABLE, f"{action}: {reason}", kind=FailureKind.RETRY)
 
 
 def call_timeout(action: str) -> httpx.Timeout:
-    """The fixed timeouts, cut to what is left before the invocation's deadline (call_deadline.py).
-
-    Connecting gets at most a quarter of what is left and reading the rest, so connect + read stay within it
-    (httpx times each read, not the whole answer: a provider trickling bytes could still outlast it, which
-    small JSON answers do not). Raises NoTimeForCall when under MIN_CALL_SECONDS are left.
-    """
-    left = seconds_left()
-    if left is None:
-        return TIMEOUT
-    if left < MIN_CALL_SECONDS:
-        raise NoTimeForCall(action, left)
-    connect = min(CONNECT_TIMEOUT_SECONDS, left / 4)
-    read = min(READ_TIMEOUT_SECONDS, left - connect)
-    return httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
+    """TIMEOUT cut to what is left before the invocation's deadline (net/timeouts.py); NoTimeForCall when too
+    little is left to make the call."""
+    try:
+        return within_deadline(TIMEOUT)
+    except NoTimeLeft as reason:
+        raise NoTimeForCall(action, reason) from None
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
