@@ -2,9 +2,9 @@
 
 A handler sets the deadline once (`outbound_calls_end_in_time`); every outbound HTTP call (provider calls,
 fetched inputs and videos) takes its timeouts from what is left of it (net/timeouts.py), so no call outlives
-the function (Lambda's timeout) or its caller (API Gateway answers 504 after 29 s whatever the function does). Outside a handler (tests, bench)
-there is no deadline and calls keep their fixed timeouts. See docs/decisions.md, "Call timeouts from the time
-the invocation has left".
+the function (Lambda's timeout) or its caller (API Gateway answers 504 after 29 s whatever the function does).
+Outside a handler (tests, bench) there is no deadline and calls keep their fixed timeouts. See
+docs/decisions.md, "Call timeouts from the time the invocation has left".
 """
 
 import time
