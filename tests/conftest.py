@@ -9,6 +9,7 @@ os.environ.update(
     AWS_SESSION_TOKEN="testing",
     AWS_DEFAULT_REGION="us-east-1",
     POWERTOOLS_TRACE_DISABLED="1",
+    POWERTOOLS_SERVICE_NAME="avatarjobs",  # as template.yaml's Globals: the `service` dimension of every metric
     POWERTOOLS_METRICS_NAMESPACE="AvatarJobsTests",
 )
 

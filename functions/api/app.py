@@ -9,6 +9,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from avatarjobs.call_deadline import api_calls_end_in_time
 from avatarjobs.composition import jobs_service
 from avatarjobs.domain import limits
 from avatarjobs.domain.job import JobStatus
@@ -94,6 +95,7 @@ def create_uploads(request: Annotated[CreateUploadsRequest, Body()]) -> Response
 
 
 @refuse_oversized_body
+@api_calls_end_in_time
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)

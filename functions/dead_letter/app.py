@@ -4,6 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from avatarjobs.adapters.job_queues import message_of
 from avatarjobs.composition import dead_letters
 from avatarjobs.domain.messages import JobMessage
 from avatarjobs.observability import logger, metrics, tracer
@@ -14,7 +15,9 @@ from avatarjobs.partial_batch import PartialBatchResponse, process_sqs_batch
 
 
 def fail_job(record: dict[str, Any]) -> None:
-    dead_letters().fail_stuck_job(JobMessage.model_validate_json(record["body"]).job_id)
+    message = message_of(record, JobMessage)
+    if message is not None:
+        dead_letters().fail_stuck_job(message.job_id)
 
 
 @logger.inject_lambda_context

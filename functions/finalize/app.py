@@ -4,7 +4,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from avatarjobs.adapters.job_queues import retry_later
+from avatarjobs.adapters.job_queues import message_of, retry_later
+from avatarjobs.call_deadline import outbound_calls_end_in_time
 from avatarjobs.composition import finalize_redelivery, finalizer
 from avatarjobs.domain.messages import FinalizeMessage
 from avatarjobs.domain.retries import RetryLater
@@ -17,13 +18,17 @@ from avatarjobs.partial_batch import PartialBatchResponse, process_sqs_batch
 
 @tracer.capture_method
 def finalize_record(record: dict[str, Any]) -> None:
+    message = message_of(record, FinalizeMessage)
+    if message is None:
+        return
     try:
-        finalizer().finalize(FinalizeMessage.model_validate_json(record["body"]))
+        finalizer().finalize(message)
     except RetryLater as retry:
         retry_later(record, retry, finalize_redelivery())
         raise
 
 
+@outbound_calls_end_in_time
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics

@@ -4,11 +4,13 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from avatarjobs.call_deadline import outbound_calls_end_in_time
 from avatarjobs.composition import reconciler
 from avatarjobs.domain.job import utc_now
 from avatarjobs.observability import logger, metrics, tracer
 
 
+@outbound_calls_end_in_time
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics

@@ -7,6 +7,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from avatarjobs.call_deadline import outbound_calls_end_in_time
 from avatarjobs.composition import webhook_receiver
 from avatarjobs.domain import limits
 from avatarjobs.http.problems import UnsupportedMediaType, refuse_bodies_over, register_problem_handlers
@@ -34,6 +35,7 @@ def receive_webhook(provider: str, job_id: str) -> Response[Any]:
 
 
 @refuse_bodies_over(limits.WEBHOOK_BODY_MAX_BYTES)
+@outbound_calls_end_in_time
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
 @metrics.log_metrics

@@ -338,6 +338,35 @@ def test_an_oversized_body_is_a_413(call: Call, stack: Stack) -> None:
     assert dispatch_messages(stack) == []
 
 
+# Lambda refuses a synchronous invoke whose payload (the whole event, body included) is 6,291,456 bytes or more:
+# "Request must be smaller than 6291456 bytes for the InvokeFunction operation". API Gateway's request headers
+# are at most 10,240 bytes (docs/decisions.md, "Request bodies of 6 to 10 MB").
+LAMBDA_SYNC_PAYLOAD_MAX_BYTES = 6_291_456
+API_GATEWAY_HEADERS_MAX_BYTES = 10_240
+
+
+def largest_accepted_body() -> str:
+    """A create-job body of exactly REQUEST_BODY_MAX_BYTES, nearly all of it one data URI (base64: no escapes)."""
+    empty = json.dumps(job_body(image_url="data:image/png;base64,"))
+    return json.dumps(job_body(image_url="data:image/png;base64," + "A" * (limits.REQUEST_BODY_MAX_BYTES - len(empty))))
+
+
+def test_a_body_the_api_still_reads_fits_lambdas_invoke_payload_with_the_largest_headers() -> None:
+    """So a body under our limit is never refused by Lambda before our code sees it (its 413 or its answer)."""
+    body = largest_accepted_body()
+    assert len(body.encode()) == limits.REQUEST_BODY_MAX_BYTES
+    event = api_event("POST", "/jobs", raw_body=body, headers={"X-Padding": "p" * API_GATEWAY_HEADERS_MAX_BYTES})
+    assert len(json.dumps(event, separators=(",", ":")).encode()) < LAMBDA_SYNC_PAYLOAD_MAX_BYTES
+
+
+def test_a_body_one_byte_over_the_limit_is_a_413_problem(call: Call) -> None:
+    body = largest_accepted_body().replace(
+        '"image_url": "data:image/png;base64,', '"image_url": "data:image/png;base64,A'
+    )
+    status, headers, problem = call("POST", "/jobs", raw_body=body)
+    assert (status, headers["Content-Type"], problem["code"]) == (413, "application/problem+json", "payload_too_large")
+
+
 # Found by schemathesis (tests/e2e/test_hostile_input.py): the resolver parses form and multipart bodies too, and
 # a multipart type without a boundary, or a body that is not UTF-8, was a 500.
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import base64
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -16,10 +16,12 @@ from nacl.signing import SigningKey
 
 from avatarjobs import composition
 from avatarjobs.adapters.jobs_table import FINALIZING_OWNER_STATUS
+from avatarjobs.call_deadline import API_GATEWAY_INTEGRATION_SECONDS, MARGIN_SECONDS
 from avatarjobs.domain.job import Job, JobError, JobStatus, ProviderResult, isoformat, utc_now
 from avatarjobs.domain.requests import FalMultiTextRequest, MirakoTalkingAvatarRequest
 from avatarjobs.providers.mirako import new_webhook_token
 from devstack.cloudformation import REGION, Stack
+from functions.api import app as api_app
 from functions.dead_letter import app as dead_letter_app
 from functions.finalize import app as finalize_app
 from functions.reconcile import app as reconcile_app
@@ -881,3 +883,112 @@ def test_a_fal_run_canceled_while_running_ends_canceled_not_failed(env: Stack, f
     body = fal_body("ERROR")  # fal's way of ending a canceled run
     assert deliver("fal", job.job_id, body, fal_headers(fal_key, body)) == (200, {"status": "recorded"})
     assert stored(job.job_id).status == JobStatus.CANCELED
+
+
+# -- signatures before keys ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def keys_unreachable(env: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No key in the environment, and secret ARNs that Secrets Manager cannot read (no such secret)."""
+    missing = f"arn:aws:secretsmanager:{REGION}:123456789012:secret:avatarjobs/missing-AbCdEf"
+    for direct, arn in (("FAL_KEY", "FAL_KEY_SECRET_ARN"), ("MIRAKO_API_KEY", "MIRAKO_KEY_SECRET_ARN")):
+        monkeypatch.delenv(direct)
+        monkeypatch.setenv(arn, missing)
+    composition.reset()
+
+
+@pytest.mark.usefixtures("keys_unreachable")
+def test_with_the_key_secret_unreachable_a_forged_fal_webhook_is_refused_and_a_genuine_one_recorded(
+    fal_key: SigningKey,
+) -> None:
+    job = submitted_fal_job()
+    body = fal_body()
+    forged = {**fal_headers(fal_key, body), "X-Fal-Webhook-Signature": "00" * 64}
+    assert deliver("fal", job.job_id, body, forged)[0] == 401
+    assert stored(job.job_id) == job
+    assert deliver("fal", job.job_id, body, fal_headers(fal_key, body)) == (200, {"status": "recorded"})
+    assert stored(job.job_id).status == JobStatus.FINALIZING
+
+
+@pytest.mark.usefixtures("keys_unreachable")
+def test_with_the_key_secret_unreachable_a_mirako_callback_is_refused_without_its_token_else_retried() -> None:
+    """Its token is checked without a key; only the status call that confirms it needs one (a 503: Mirako retries)."""
+    job, token = submitted_mirako_job()
+    status = respx.get(f"{MIRAKO}/v1/video/async_generate_talking_avatar/xdac2o3c/status")
+    body = b'{"id": "xdac2o3c"}'
+    assert deliver("mirako", job.job_id, body, bearer("wrong-token"))[0] == 401
+    answer, problem = deliver("mirako", job.job_id, body, bearer(token))
+    assert (answer, problem["code"]) == (503, "service_unavailable")
+    assert status.call_count == 0
+    assert stored(job.job_id) == job
+
+
+# -- call timeouts that fit the invocation ------------------------------------------------------------------
+
+
+def answers_after(
+    seconds: float, answer: httpx.Response, timeouts: list[dict[str, float]]
+) -> Callable[[httpx.Request], httpx.Response]:
+    """A provider that answers `seconds` after the request: a call whose read timeout is shorter times out.
+
+    Simulated, not waited for: each call's timeouts are kept in `timeouts`."""
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        timeout = request.extensions["timeout"]
+        timeouts.append(timeout)
+        if timeout["read"] < seconds:
+            raise httpx.ReadTimeout("no answer within the read timeout (simulated)", request=request)
+        return answer
+
+    return respond
+
+
+def test_the_api_function_ends_before_api_gateways_integration_timeout(env: Stack) -> None:
+    assert env.template["Resources"]["ApiFunction"]["Properties"]["Timeout"] <= API_GATEWAY_INTEGRATION_SECONDS
+
+
+@pytest.mark.parametrize(
+    ("fal_answers_after", "answer", "status"),
+    [(10, 200, JobStatus.CANCELED), (40, 202, JobStatus.CANCEL_REQUESTED)],
+    ids=["in-time", "too-slow"],
+)
+def test_a_cancel_waits_for_the_provider_only_as_long_as_api_gateway_leaves_it(
+    env: Stack, fal_answers_after: float, answer: int, status: JobStatus
+) -> None:
+    """A provider slower than the time left does not make the client wait for a 504: the cancel is recorded and
+    answered 202 (the provider's answer follows through its webhook or the reconciler)."""
+    job = submitted_fal_job()
+    timeouts: list[dict[str, float]] = []
+    canceled = httpx.Response(200, json={"status": "OK"})
+    respx.put(FAL_URLS["cancel_url"]).mock(side_effect=answers_after(fal_answers_after, canceled, timeouts))
+    event = api_event("POST", f"/jobs/{job.job_id}/cancel")
+    response = api_app.lambda_handler(event, LambdaContext("ApiFunction", seconds_left=29))
+    assert (response["statusCode"], json.loads(response["body"])["status"]) == (answer, status)
+    [timeout] = timeouts
+    assert timeout["connect"] + timeout["read"] <= API_GATEWAY_INTEGRATION_SECONDS - MARGIN_SECONDS
+
+
+def test_a_mirako_callback_whose_status_call_would_outlast_the_function_is_answered_503_in_time(env: Stack) -> None:
+    """WebhookFunction has 15 s; a status answer 20 s away is not waited for: 503, and Mirako calls again."""
+    job, token = submitted_mirako_job()
+    timeouts: list[dict[str, float]] = []
+    done = httpx.Response(200, json={"data": {"task_id": "xdac2o3c", "status": "COMPLETED", "file_url": VIDEO_URL}})
+    status = respx.get(f"{MIRAKO}/v1/video/async_generate_talking_avatar/xdac2o3c/status")
+    status.mock(side_effect=answers_after(20, done, timeouts))
+    event = api_event("POST", f"/webhooks/mirako/{job.job_id}", raw_body='{"id": "xdac2o3c"}', headers=bearer(token))
+    response = webhook_app.lambda_handler(event, LambdaContext("WebhookFunction", seconds_left=15))
+    assert (response["statusCode"], json.loads(response["body"])["code"]) == (503, "service_unavailable")
+    [timeout] = timeouts
+    assert timeout["connect"] + timeout["read"] <= 15 - MARGIN_SECONDS
+    assert stored(job.job_id) == job
+
+
+def test_a_call_the_deadline_leaves_no_time_for_is_not_made(env: Stack) -> None:
+    job, token = submitted_mirako_job()
+    status = respx.get(f"{MIRAKO}/v1/video/async_generate_talking_avatar/xdac2o3c/status")
+    event = api_event("POST", f"/webhooks/mirako/{job.job_id}", raw_body='{"id": "xdac2o3c"}', headers=bearer(token))
+    response = webhook_app.lambda_handler(event, LambdaContext("WebhookFunction", seconds_left=MARGIN_SECONDS + 0.5))
+    assert response["statusCode"] == 503
+    assert status.call_count == 0
+    assert stored(job.job_id) == job

@@ -7,7 +7,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -26,7 +26,7 @@ from devstack.cloudformation import REGION, Stack
 from functions.dead_letter import app as dead_letter_app
 from functions.dispatch import app as dispatch_app
 from tests.api_events import OWNER, load_event
-from tests.lambda_context import LambdaContext
+from tests.lambda_context import LambdaContext, SimulatedClock
 from tests.support.aws_calls import calls_made
 
 FAL = "https://queue.fal.run"
@@ -77,27 +77,38 @@ def data_uri(content_type: str, data: bytes) -> str:
     return f"data:{content_type};base64,{base64.b64encode(data).decode()}"
 
 
+def received_records(stack: Stack, queue: str = "DispatchQueue", *, at_most: int = 1) -> list[dict[str, Any]]:
+    """The next messages of the queue, as the SQS event source hands them to Lambda (with real receipt handles)."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    messages = sqs.receive_message(
+        QueueUrl=stack.refs[queue], MaxNumberOfMessages=at_most, MessageSystemAttributeNames=["All"]
+    ).get("Messages", [])
+    records = []
+    for message in messages:
+        record: dict[str, Any] = copy.deepcopy(load_event("sqs_dispatch.json")["Records"][0])
+        record.update(
+            messageId=message["MessageId"],
+            receiptHandle=message["ReceiptHandle"],
+            body=message["Body"],
+            md5OfBody=message["MD5OfBody"],
+            eventSourceARN=stack.attributes[(queue, "Arn")],
+        )
+        record["attributes"]["ApproximateReceiveCount"] = message["Attributes"]["ApproximateReceiveCount"]
+        records.append(record)
+    return records
+
+
 def received_record(stack: Stack, queue: str = "DispatchQueue") -> dict[str, Any]:
     """The next message of the queue, as the SQS event source hands it to Lambda (with a real receipt handle)."""
-    sqs = boto3.client("sqs", region_name=REGION)
-    [message] = sqs.receive_message(
-        QueueUrl=stack.refs[queue], MaxNumberOfMessages=1, MessageSystemAttributeNames=["All"]
-    )["Messages"]
-    record: dict[str, Any] = copy.deepcopy(load_event("sqs_dispatch.json")["Records"][0])
-    record.update(
-        messageId=message["MessageId"],
-        receiptHandle=message["ReceiptHandle"],
-        body=message["Body"],
-        md5OfBody=message["MD5OfBody"],
-        eventSourceARN=stack.attributes[(queue, "Arn")],
-    )
-    record["attributes"]["ApproximateReceiveCount"] = message["Attributes"]["ApproximateReceiveCount"]
+    [record] = received_records(stack, queue)
     return record
 
 
-def dispatch(*records: dict[str, Any], seconds_left: float = 120) -> list[str]:
+def dispatch(
+    *records: dict[str, Any], seconds_left: float = 120, clock: Callable[[], float] = time.monotonic
+) -> list[str]:
     """Runs the dispatcher on one batch; returns the ids of the records it reported as failed."""
-    context = LambdaContext("DispatchFunction", seconds_left=seconds_left)
+    context = LambdaContext("DispatchFunction", seconds_left=seconds_left, clock=clock)
     response = dispatch_app.lambda_handler({"Records": list(records)}, context)
     return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
 
@@ -187,6 +198,57 @@ def test_too_little_time_for_a_submit_leaves_the_job_untouched(dispatch_env: Sta
     assert calls == ["sqs.ChangeMessageVisibility"]
     assert route.call_count == 0
     assert stored(job.job_id) == job
+
+
+def test_a_batch_longer_than_its_invocation_tries_every_message_before_it_spends_a_receive(
+    dispatch_env: Stack,
+) -> None:
+    """Batches of 5, each submit taking 50 s of a 120 s invocation: one submit per invocation fits the budget, and
+    the others go back as new messages, so no message is ever received a second time without having been tried."""
+    jobs = [fal_job() for _ in range(5)]
+    clock = SimulatedClock()
+    request_ids = iter(f"0000000{n}-b745-4b3e-ae38-1200304cf45b" for n in range(5))
+
+    def slow_accept(_: httpx.Request) -> httpx.Response:
+        clock.advance(50)
+        request_id = next(request_ids)
+        return httpx.Response(
+            200,
+            json={
+                "request_id": request_id,
+                "status": "IN_QUEUE",
+                "status_url": f"{FAL}/fal-ai/ai-avatar/requests/{request_id}/status",
+                "response_url": f"{FAL}/fal-ai/ai-avatar/requests/{request_id}",
+                "cancel_url": f"{FAL}/fal-ai/ai-avatar/requests/{request_id}/cancel",
+            },
+        )
+
+    route = respx.post(f"{FAL}/{FAL_MODEL}").mock(side_effect=slow_accept)
+    sqs = boto3.client("sqs", region_name=REGION)
+    receive_counts: dict[str, str] = {}  # message id: its ApproximateReceiveCount when handed to the dispatcher
+    for _invocation in range(10):  # what the event source does: receive a batch, delete what was not reported
+        records = received_records(dispatch_env, at_most=5)
+        if not records:
+            break
+        for record in records:
+            assert record["messageId"] not in receive_counts  # no message comes back
+            receive_counts[record["messageId"]] = record["attributes"]["ApproximateReceiveCount"]
+        failed = dispatch(*records, clock=clock)
+        assert failed == []
+        for record in records:
+            sqs.delete_message(QueueUrl=dispatch_env.refs["DispatchQueue"], ReceiptHandle=record["receiptHandle"])
+
+    assert route.call_count == 5
+    # 5 + 4 + 3 + 2 + 1 messages: the untried ones were sent again as new messages, never received twice.
+    assert len(receive_counts) == 15
+    assert set(receive_counts.values()) == {"1"}
+    for job in jobs:
+        submitted = stored(job.job_id)
+        assert (submitted.status, submitted.attempts) == (JobStatus.SUBMITTED, 1)
+    dead = sqs.get_queue_attributes(
+        QueueUrl=dispatch_env.refs["DispatchDeadLetterQueue"], AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    assert dead["Attributes"]["ApproximateNumberOfMessages"] == "0"
 
 
 def test_two_concurrent_deliveries_submit_once(dispatch_env: Stack) -> None:
@@ -487,6 +549,23 @@ def test_without_any_key_the_job_fails_and_says_so(dispatch_env: Stack, monkeypa
     assert failed.status == JobStatus.FAILED
     assert failed.error is not None
     assert "no API key is configured" in failed.error.message
+
+
+def test_a_key_secret_that_cannot_be_read_backs_the_job_off_with_nothing_sent(
+    dispatch_env: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FAL_KEY")
+    monkeypatch.setenv("FAL_KEY_SECRET_ARN", f"arn:aws:secretsmanager:{REGION}:123456789012:secret:missing-AbCdEf")
+    composition.reset()
+    job = fal_job()
+    route = fal_accepts()
+    record = received_record(dispatch_env)
+    assert dispatch(record) == [record["messageId"]]
+    assert route.call_count == 0
+    retried = stored(job.job_id)
+    assert (retried.status, retried.submission_unconfirmed) == (JobStatus.ACCEPTED, False)
+    assert retried.last_error is not None
+    assert "could not be read from Secrets Manager" in retried.last_error.message
 
 
 def test_a_mirako_input_whose_name_resolves_to_a_private_address_fails_the_job(dispatch_env: Stack) -> None:

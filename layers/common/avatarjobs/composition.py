@@ -88,19 +88,22 @@ def fal_webhook_verifier() -> FalWebhookVerifier:
 
 
 def provider(name: str) -> Provider:
-    """A provider adapter with its current key (keys come from a five-minute cache, so rotation is picked up)."""
+    """A provider adapter that reads its current key when a call first needs it, not before: a webhook's
+    signature or token is checked without one. Keys come from a five-minute cache, so rotation is picked up."""
+    from functools import partial
+
     from avatarjobs.adapters.provider_keys import provider_key
 
     config = provider_settings()
     if name == "fal":
         from avatarjobs.providers.fal import FalQueueProvider
 
-        key = provider_key("FAL_KEY", config.fal_key_secret_arn)
+        key = partial(provider_key, "FAL_KEY", config.fal_key_secret_arn)
         return FalQueueProvider(config.fal_queue_base_url, key, webhook_verifier=fal_webhook_verifier())
     if name == "mirako":
         from avatarjobs.providers.mirako import MirakoProvider
 
-        key = provider_key("MIRAKO_API_KEY", config.mirako_key_secret_arn)
+        key = partial(provider_key, "MIRAKO_API_KEY", config.mirako_key_secret_arn)
         return MirakoProvider(config.mirako_base_url, key)
     raise ValueError(f"unknown provider {name!r}")
 

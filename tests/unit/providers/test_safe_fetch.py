@@ -14,6 +14,7 @@ from typing import Any
 import httpcore
 import pytest
 
+from avatarjobs.call_deadline import calls_end_within
 from avatarjobs.net.safe_fetch import FetchError, SafeFetcher, UnsafeUrl, VettingNetworkBackend
 
 PUBLIC_IP = "93.184.216.34"
@@ -68,6 +69,7 @@ class RecordingBackend(httpcore.NetworkBackend):
     def __init__(self, answers: dict[str, list[bytes]] | None = None) -> None:
         self.answers = answers or {}
         self.connections: list[tuple[str, int]] = []
+        self.connect_timeouts: list[float | None] = []
         self.tls_server_names: list[str | None] = []
         self.sent = b""
 
@@ -80,6 +82,7 @@ class RecordingBackend(httpcore.NetworkBackend):
         socket_options: Any = None,
     ) -> httpcore.NetworkStream:
         self.connections.append((host, port))
+        self.connect_timeouts.append(timeout)
         if host not in self.answers:
             raise httpcore.ConnectError(f"nothing listens on {host}")
         return RecordingStream(self, self.answers[host])
@@ -302,6 +305,27 @@ def test_a_name_that_does_not_resolve_is_a_fetch_error() -> None:
             "https://nowhere.example.com/a.png", max_bytes=1_000, allowed_content_types=IMAGES
         )
     assert raised.value.retryable is False
+
+
+# -- within the invocation's deadline ---------------------------------------------------------------------
+
+
+def test_a_fetch_under_a_deadline_connects_within_a_quarter_of_the_time_left() -> None:
+    safe, backend = public(http_answer(body=b"x" * 10))
+    with calls_end_within(8):
+        body, _ = safe.fetch("https://cdn.example.com/a.png", max_bytes=1_000, allowed_content_types=IMAGES)
+    assert body == b"x" * 10
+    [timeout] = backend.connect_timeouts
+    assert timeout is not None
+    assert timeout <= 2
+
+
+def test_a_fetch_the_deadline_leaves_no_time_for_is_a_retryable_error_without_a_connection() -> None:
+    safe, backend = public(http_answer(body=b"x" * 10))
+    with calls_end_within(0.5), pytest.raises(FetchError, match="before this invocation's deadline") as raised:
+        safe.fetch("https://cdn.example.com/a.png", max_bytes=1_000, allowed_content_types=IMAGES)
+    assert raised.value.retryable is True
+    assert backend.connections == []
 
 
 # -- limits on what comes back -----------------------------------------------------------------------------

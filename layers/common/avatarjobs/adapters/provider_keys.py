@@ -3,6 +3,7 @@
 import os
 
 from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
 from avatarjobs.providers.base import FailureKind, ProviderError, ProviderErrorCode
 
@@ -19,4 +20,12 @@ def provider_key(direct_variable: str, secret_arn: str | None) -> str:
             f"no API key is configured for this provider ({direct_variable} or its secret ARN)",
             kind=FailureKind.FINAL,
         )
-    return str(parameters.get_secret(secret_arn, max_age=_SECRET_MAX_AGE_SECONDS))
+    try:
+        return str(parameters.get_secret(secret_arn, max_age=_SECRET_MAX_AGE_SECONDS))
+    except GetParameterError:
+        # Read when a call first needs it, so nothing has been sent yet: the call may be made again later.
+        raise ProviderError(
+            ProviderErrorCode.UNREACHABLE,
+            f"the API key for {direct_variable} could not be read from Secrets Manager",
+            kind=FailureKind.RETRY,
+        ) from None

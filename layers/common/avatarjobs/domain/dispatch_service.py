@@ -22,7 +22,7 @@ from avatarjobs.domain.errors import TransitionConflict
 from avatarjobs.domain.input_staging import InputStager, InputUnavailable
 from avatarjobs.domain.job import Job, JobError, JobStatus, isoformat, utc_now
 from avatarjobs.domain.ports import JobsRepository
-from avatarjobs.domain.retries import RetryLater, retry_later_or_fail
+from avatarjobs.domain.retries import NoTimeToStart, RetryLater, retry_later_or_fail
 from avatarjobs.observability import logger
 from avatarjobs.providers.base import FailureKind, Provider, ProviderError, Submission
 from avatarjobs.providers.mirako import new_webhook_token
@@ -54,7 +54,7 @@ class Dispatcher:
 
     def dispatch(self, job_id: str, *, seconds_left: float) -> None:
         if seconds_left < SUBMIT_BUDGET_SECONDS:
-            raise RetryLater("not enough time left in this invocation for a submit")
+            raise NoTimeToStart("not enough time left in this invocation for a submit")
         now = utc_now()
         lease_until = now + timedelta(seconds=seconds_left + LEASE_MARGIN_SECONDS)
         # Every attempt gets a new token; its hash is stored before the provider can call back with it.

@@ -24,6 +24,10 @@ class RetryLater(Exception):
         return random.randint(max(1, ceiling // 2), ceiling)  # noqa: S311 - jitter, not security
 
 
+class NoTimeToStart(RetryLater):
+    """Too little of the invocation is left to start the step: nothing was tried, the job is as it was."""
+
+
 def retry_later_or_fail(
     jobs: JobsRepository,
     job: Job,

@@ -22,6 +22,8 @@ from typing import Any
 import httpcore
 import httpx
 
+from avatarjobs.net.timeouts import NoTimeLeft, within_deadline
+
 Resolver = Callable[..., Sequence[tuple[Any, ...]]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -283,6 +285,7 @@ class SafeFetcher:
         timeout: httpx.Timeout = TIMEOUT,
     ) -> None:
         self._allow_loopback_http = allow_loopback_http
+        self._timeout = timeout
         self.backend = VettingNetworkBackend(
             resolver, allow_loopback=allow_loopback_http, inner=network_backend or httpcore.SyncBackend()
         )
@@ -335,7 +338,11 @@ class SafeFetcher:
         for _ in range(MAX_REDIRECTS + 1):
             self._check_url(target)
             try:
-                response = self._client.send(self._client.build_request("GET", target), stream=True)
+                timeout = within_deadline(self._timeout)
+            except NoTimeLeft as reason:
+                raise FetchError(str(reason), retryable=True) from None
+            try:
+                response = self._client.send(self._client.build_request("GET", target, timeout=timeout), stream=True)
             finally:
                 # One job's URL must not plant cookies that another job's fetch would send.
                 self._client.cookies.clear()

@@ -3,10 +3,18 @@
 The types here say nothing about HTTP, so the domain can use them and tests can fake a provider in a few lines.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
+
+# A provider's API key, or what reads it the first time a call needs it: checking a webhook's signature or token
+# needs no key, so no key is fetched for one (docs/decisions.md, "Webhooks: signature or token before any key").
+type ApiKey = str | Callable[[], str]
+
+
+def key_reader(api_key: ApiKey) -> Callable[[], str]:
+    return api_key if callable(api_key) else lambda: api_key
 
 
 class ProviderErrorCode(StrEnum):

@@ -14,6 +14,7 @@ import httpx
 from pydantic import BaseModel, Field, ValidationError
 
 from avatarjobs.providers.base import (
+    ApiKey,
     CancelOutcome,
     FailureKind,
     InvalidWebhook,
@@ -24,6 +25,7 @@ from avatarjobs.providers.base import (
     Submission,
     VideoResult,
     WebhookNotice,
+    key_reader,
 )
 from avatarjobs.providers.fal_webhook_signature import FalWebhookVerifier, InvalidSignature
 from avatarjobs.providers.http import error_for_response, json_object, json_or_none, send, shared_client
@@ -204,12 +206,12 @@ class FalQueueProvider:
     def __init__(
         self,
         base_url: str,
-        api_key: str,
+        api_key: ApiKey,
         client: httpx.Client | None = None,
         webhook_verifier: FalWebhookVerifier | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
-        self._api_key = api_key
+        self._api_key = key_reader(api_key)
         self._client = client if client is not None else shared_client(self._base_url)
         base = httpx.URL(self._base_url)
         self._origin = (base.scheme, base.host, base.port)
@@ -331,13 +333,13 @@ class FalQueueProvider:
         raise self._error(response)
 
     def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Key {self._api_key}"}
+        return {"Authorization": f"Key {self._api_key()}"}
 
     def _error(self, response: httpx.Response) -> ProviderError:
         own_body = is_fal_error_body(json_or_none(response))
         message, error_type = fal_error(response) if own_body else ("fal", None)
         return error_for_response(
-            response, message, own_body=own_body, secrets=[self._api_key], provider_code=error_type
+            response, message, own_body=own_body, secrets=[self._api_key()], provider_code=error_type
         )
 
     def _url(self, submission: Submission, name: str) -> str:

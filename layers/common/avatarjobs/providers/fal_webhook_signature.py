@@ -19,7 +19,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from avatarjobs.providers.base import SigningKeysUnavailable
-from avatarjobs.providers.http import TIMEOUT, USER_AGENT
+from avatarjobs.providers.http import TIMEOUT, USER_AGENT, NoTimeForCall, call_timeout
 
 REQUEST_ID_HEADER = "x-fal-webhook-request-id"
 USER_ID_HEADER = "x-fal-webhook-user-id"
@@ -60,10 +60,10 @@ def http_jwks_fetcher(url: str, client: httpx.Client | None = None) -> JwksFetch
     def fetch() -> Mapping[str, Any]:
         http = client if client is not None else httpx.Client(timeout=TIMEOUT, headers={"User-Agent": USER_AGENT})
         try:
-            response = http.get(url)
+            response = http.get(url, timeout=call_timeout("fal JWKS"))
             response.raise_for_status()
             document = response.json()
-        except (httpx.HTTPError, ValueError) as error:
+        except (httpx.HTTPError, ValueError, NoTimeForCall) as error:
             raise SigningKeysUnavailable(f"could not fetch fal's JWKS: {type(error).__name__}") from None
         finally:
             if client is None:

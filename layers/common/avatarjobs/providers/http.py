@@ -1,4 +1,5 @@
-"""What the provider adapters share about HTTP: one client per base URL, and how failures become ProviderErrors.
+"""What the provider adapters share about HTTP: one client per base URL, timeouts that fit the invocation, and
+how failures become ProviderErrors.
 
 The clients are cached at module level so warm Lambda invocations reuse their TLS connections.
 """
@@ -10,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from avatarjobs.net.timeouts import NoTimeLeft, within_deadline
 from avatarjobs.providers.base import FailureKind, ProviderError, ProviderErrorCode
 
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -40,6 +42,22 @@ def reset_clients() -> None:
     for client in _clients.values():
         client.close()
     _clients.clear()
+
+
+class NoTimeForCall(ProviderError):
+    """The invocation's deadline is too close for the call: it was not made (so it may be made again)."""
+
+    def __init__(self, action: str, reason: NoTimeLeft) -> None:
+        super().__init__(ProviderErrorCode.UNREACHABLE, f"{action}: {reason}", kind=FailureKind.RETRY)
+
+
+def call_timeout(action: str) -> httpx.Timeout:
+    """TIMEOUT cut to what is left before the invocation's deadline (net/timeouts.py); NoTimeForCall when too
+    little is left to make the call."""
+    try:
+        return within_deadline(TIMEOUT)
+    except NoTimeLeft as reason:
+        raise NoTimeForCall(action, reason) from None
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
@@ -151,9 +169,11 @@ def error_for_transport(error: httpx.TransportError, action: str) -> ProviderErr
 
 
 def send(client: httpx.Client, method: str, url: str, *, action: str, **kwargs: Any) -> httpx.Response:
-    """client.request, with transport failures raised as ProviderErrors of their kind."""
+    """client.request within the invocation's deadline, with transport failures raised as ProviderErrors of their
+    kind (NoTimeForCall, a RETRY, when the deadline is too close to make the call)."""
+    timeout = call_timeout(action)
     try:
-        return client.request(method, url, **kwargs)
+        return client.request(method, url, timeout=timeout, **kwargs)
     except httpx.TransportError as error:
         raise error_for_transport(error, action) from None
 

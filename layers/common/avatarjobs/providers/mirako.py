@@ -20,6 +20,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from avatarjobs.providers.base import (
+    ApiKey,
     CancelOutcome,
     FailureKind,
     InvalidWebhook,
@@ -30,6 +31,7 @@ from avatarjobs.providers.base import (
     Submission,
     VideoResult,
     WebhookNotice,
+    key_reader,
 )
 from avatarjobs.providers.http import error_for_response, json_object, json_or_none, redact, send, shared_client
 
@@ -173,9 +175,9 @@ def _is_problem(response: httpx.Response) -> bool:
 class MirakoProvider:
     name = "mirako"
 
-    def __init__(self, base_url: str, api_key: str, client: httpx.Client | None = None) -> None:
+    def __init__(self, base_url: str, api_key: ApiKey, client: httpx.Client | None = None) -> None:
         self._base_url = base_url.rstrip("/")
-        self._api_key = api_key
+        self._api_key = key_reader(api_key)
         self._client = client if client is not None else shared_client(self._base_url)
 
     def submit(
@@ -231,7 +233,7 @@ class MirakoProvider:
             message = task.error or f"Mirako reports the task {task.status}"
             raise ProviderError(
                 ProviderErrorCode.GENERATION_FAILED,
-                redact(message, [self._api_key]),
+                redact(message, [self._api_key()]),
                 kind=FailureKind.FINAL,
                 provider_code=task.status,
             )
@@ -304,7 +306,7 @@ class MirakoProvider:
             f"{self._base_url}{path}",
             action=action,
             json=body,
-            headers={"Authorization": f"Bearer {self._api_key}"},
+            headers={"Authorization": f"Bearer {self._api_key()}"},
         )
         if not response.is_success:
             own_body = _is_problem(response)
@@ -313,7 +315,7 @@ class MirakoProvider:
                 response,
                 f"{action}: {message}" if own_body else action,
                 own_body=own_body,
-                secrets=[self._api_key, webhook_token],
+                secrets=[self._api_key(), webhook_token],
                 provider_code=title,
             )
         return response
