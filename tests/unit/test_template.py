@@ -340,3 +340,33 @@ def test_queues_use_free_sqs_managed_encryption_and_tables_the_aws_owned_key() -
         if resource["Type"] == "AWS::DynamoDB::Table":
             # No SSESpecification: DynamoDB's AWS-owned key, free (SSEEnabled: aws/dynamodb, billed by KMS).
             assert "SSESpecification" not in resource["Properties"], logical_id
+
+
+@pytest.mark.parametrize(
+    ("content_length", "refused"),
+    [
+        ("5242881", False),  # over our own 5 MiB limit: our handler answers 413 itself
+        ("5999999", False),
+        ("6000000", True),
+        ("6291456", True),  # Lambda's invoke payload limit
+        ("10485760", True),  # API Gateway's own limit
+        ("123456789", True),
+        ("600000", False),
+    ],
+)
+def test_when_asked_a_web_acl_answers_413_to_bodies_lambdas_invoke_cannot_take(
+    content_length: str, refused: bool
+) -> None:
+    assert _parameter_default("RejectOversizeBodies") == "false"  # a web ACL costs money: opt in
+    acl = RESOURCES["OversizeBodyWebAcl"]
+    association = RESOURCES["OversizeBodyWebAclAssociation"]
+    assert acl["Condition"] == association["Condition"] == "RejectsOversizeBodies"
+    [rule] = acl["Properties"]["Rules"]
+    match = rule["Statement"]["RegexMatchStatement"]
+    assert match["FieldToMatch"] == {"SingleHeader": {"Name": "content-length"}}
+    assert bool(re.fullmatch(match["RegexString"], content_length)) is refused
+    response = rule["Action"]["Block"]["CustomResponse"]
+    body = acl["Properties"]["CustomResponseBodies"][response["CustomResponseBodyKey"]]
+    assert response["ResponseCode"] == 413
+    assert json.loads(body["Content"])["code"] == "payload_too_large"
+    assert "${JobsApi.Stage}" in association["Properties"]["ResourceArn"]["Fn::Sub"]
