@@ -117,20 +117,23 @@ def stored(job_id: str) -> Job:
     return composition.jobs_service().get_job(OWNER, job_id)
 
 
-def fal_accepts(request_id: str = "764cabcf-b745-4b3e-ae38-1200304cf45b") -> respx.Route:
-    return respx.post(f"{FAL}/{FAL_MODEL}").mock(
-        return_value=httpx.Response(
-            200,
-            json={
-                "request_id": request_id,
-                "status": "IN_QUEUE",
-                "status_url": f"{FAL}/fal-ai/ai-avatar/requests/{request_id}/status",
-                "response_url": f"{FAL}/fal-ai/ai-avatar/requests/{request_id}",
-                "cancel_url": f"{FAL}/fal-ai/ai-avatar/requests/{request_id}/cancel",
-                "queue_position": 0,
-            },
-        )
+def fal_ticket(request_id: str) -> httpx.Response:
+    """fal's answer to an accepted submit."""
+    return httpx.Response(
+        200,
+        json={
+            "request_id": request_id,
+            "status": "IN_QUEUE",
+            "status_url": f"{FAL}/fal-ai/ai-avatar/requests/{request_id}/status",
+            "response_url": f"{FAL}/fal-ai/ai-avatar/requests/{request_id}",
+            "cancel_url": f"{FAL}/fal-ai/ai-avatar/requests/{request_id}/cancel",
+            "queue_position": 0,
+        },
     )
+
+
+def fal_accepts(request_id: str = "764cabcf-b745-4b3e-ae38-1200304cf45b") -> respx.Route:
+    return respx.post(f"{FAL}/{FAL_MODEL}").mock(return_value=fal_ticket(request_id))
 
 
 def test_a_job_is_submitted_with_our_webhook_and_its_request_id_recorded(dispatch_env: Stack) -> None:
@@ -211,17 +214,7 @@ def test_a_batch_longer_than_its_invocation_tries_every_message_before_it_spends
 
     def slow_accept(_: httpx.Request) -> httpx.Response:
         clock.advance(50)
-        request_id = next(request_ids)
-        return httpx.Response(
-            200,
-            json={
-                "request_id": request_id,
-                "status": "IN_QUEUE",
-                "status_url": f"{FAL}/fal-ai/ai-avatar/requests/{request_id}/status",
-                "response_url": f"{FAL}/fal-ai/ai-avatar/requests/{request_id}",
-                "cancel_url": f"{FAL}/fal-ai/ai-avatar/requests/{request_id}/cancel",
-            },
-        )
+        return fal_ticket(next(request_ids))
 
     route = respx.post(f"{FAL}/{FAL_MODEL}").mock(side_effect=slow_accept)
     sqs = boto3.client("sqs", region_name=REGION)
