@@ -4,12 +4,14 @@ template.yaml is the single source of names, keys, indexes, queues and wiring: t
 stack read it here instead of repeating it, so they cannot drift from what `sam deploy` creates.
 """
 
+import copy
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import yaml
@@ -50,6 +52,14 @@ _CloudFormationLoader.add_multi_constructor("!", _intrinsic)
 
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    """The template as a document of its own (the caller may change it), parsed once per file version."""
+    stat = path.stat()
+    return copy.deepcopy(_parsed_template(path.resolve(), stat.st_mtime_ns, stat.st_size))
+
+
+@cache
+def _parsed_template(path: Path, _mtime_ns: int, _size: int) -> dict[str, Any]:
+    # Parsing the YAML is most of what provisioning a mocked account costs in the unit tests; a copy is not.
     with path.open() as stream:
         document: dict[str, Any] = yaml.load(stream, Loader=_CloudFormationLoader)  # noqa: S506 - SafeLoader subclass
     return document
@@ -205,30 +215,39 @@ class Stack:
         }
 
 
-@dataclass(frozen=True)
 class _Clients:
-    """The clients provisioning uses: of the given session, at the given endpoint (moto's server) if any."""
+    """The clients provisioning uses, one per service: of the given session, at the given endpoint (moto's
+    server) if any."""
 
-    session: boto3.Session
-    endpoint_url: str | None
+    def __init__(self, session: boto3.Session, endpoint_url: str | None) -> None:
+        self._session = session
+        self._endpoint_url = endpoint_url
+        self._made: dict[str, Any] = {}
+
+    def _client(self, service: str) -> Any:
+        if service not in self._made:
+            self._made[service] = self._session.client(  # type: ignore[call-overload]
+                service, region_name=REGION, endpoint_url=self._endpoint_url
+            )
+        return self._made[service]
 
     def dynamodb(self) -> "DynamoDBClient":
-        return self.session.client("dynamodb", region_name=REGION, endpoint_url=self.endpoint_url)
+        return cast("DynamoDBClient", self._client("dynamodb"))
 
     def sqs(self) -> "SQSClient":
-        return self.session.client("sqs", region_name=REGION, endpoint_url=self.endpoint_url)
+        return cast("SQSClient", self._client("sqs"))
 
     def s3(self) -> "S3Client":
-        return self.session.client("s3", region_name=REGION, endpoint_url=self.endpoint_url)
+        return cast("S3Client", self._client("s3"))
 
     def sns(self) -> "SNSClient":
-        return self.session.client("sns", region_name=REGION, endpoint_url=self.endpoint_url)
+        return cast("SNSClient", self._client("sns"))
 
     def events(self) -> "EventBridgeClient":
-        return self.session.client("events", region_name=REGION, endpoint_url=self.endpoint_url)
+        return cast("EventBridgeClient", self._client("events"))
 
     def iam(self) -> "IAMClient":
-        return self.session.client("iam", region_name=REGION, endpoint_url=self.endpoint_url)
+        return cast("IAMClient", self._client("iam"))
 
 
 def _create_table(stack: Stack, clients: _Clients, logical_id: str, properties: dict[str, Any]) -> None:
