@@ -91,14 +91,18 @@ def submitted_fal_job(**changes: Any) -> Job:
     )
 
 
-def submitted_mirako_job() -> tuple[Job, str]:
+def new_mirako_job() -> Job:
     request = MirakoTalkingAvatarRequest(
         provider="mirako",
         model="talking-avatar",
         image_url="https://example.com/a.png",
         audio_url="https://example.com/a.wav",
     )
-    job = composition.jobs_service().create_job(OWNER, request).job
+    return composition.jobs_service().create_job(OWNER, request).job
+
+
+def submitted_mirako_job() -> tuple[Job, str]:
+    job = new_mirako_job()
     token, token_hash = new_webhook_token()
     job = composition.jobs_service()._jobs.update_status(
         job,
@@ -470,13 +474,7 @@ def test_a_mirako_callback_naming_an_id_mirako_does_not_know_is_not_adopted(env:
 
 
 def test_a_mirako_callback_racing_its_dispatcher_asks_to_be_sent_again(env: Stack) -> None:
-    request = MirakoTalkingAvatarRequest(
-        provider="mirako",
-        model="talking-avatar",
-        image_url="https://example.com/a.png",
-        audio_url="https://e.com/a.wav",
-    )
-    job = composition.jobs_service().create_job(OWNER, request).job
+    job = new_mirako_job()
     token, token_hash = new_webhook_token()
     # The dispatcher holds the job and has stored the token's hash; its SUBMITTED write has not landed yet.
     job = composition.jobs_service()._jobs.claim_for_dispatch(
