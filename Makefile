@@ -12,10 +12,10 @@ SAM_VENV := .venv-sam
 PY := $(VENV)/bin/python
 SAM_ENV := PATH="$(dir $(PYTHON313)):$$PATH" SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1}
 
-.PHONY: help test lint format validate build unit openapi demo up bench clean
+.PHONY: help test lint format validate build unit e2e openapi demo up bench clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt
 	@test -n "$(PYTHON313)" || { echo "Python 3.13 is required and was not found. Install it (e.g. 'pyenv install 3.13.0')" \
@@ -32,7 +32,7 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 	$(SAM_VENV)/bin/pip install --quiet -r requirements-sam.txt
 	touch $@
 
-test: lint validate build unit ## every check: ruff, mypy, sam validate --lint, cfn-lint, sam build, pytest
+test: lint validate build unit e2e ## every check: ruff, mypy, sam validate --lint, cfn-lint, sam build, pytest unit and e2e
 
 lint: $(VENV)/.installed ## ruff and mypy
 	$(VENV)/bin/ruff check .
@@ -50,8 +50,11 @@ validate: $(SAM_VENV)/.installed ## sam validate --lint and cfn-lint with the se
 build: $(SAM_VENV)/.installed ## sam build (arm64 wheels from PyPI; no Docker, no AWS account)
 	$(SAM_ENV) $(SAM_VENV)/bin/sam build
 
-unit: $(VENV)/.installed $(SAM_VENV)/.installed ## pytest (tests/unit/test_iam.py runs the SAM translator of .venv-sam)
-	$(PY) -m pytest
+unit: $(VENV)/.installed $(SAM_VENV)/.installed ## pytest tests/unit in 2 processes (test_iam.py runs .venv-sam's SAM translator)
+	$(PY) -m pytest -n 2 tests/unit
+
+e2e: $(VENV)/.installed ## pytest tests/e2e: the local stack (moto server, functions, emulators) over HTTP
+	$(PY) -m pytest tests/e2e
 
 demo: $(VENV)/.installed ## the whole pipeline locally: two jobs end to end, MP4s into ./out/, notifications shown
 	PYTHONPATH=layers/common:. $(PY) -m devstack.demo

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import boto3
 import pytest
 from moto import mock_aws
+from nacl.signing import SigningKey
 
 from avatarjobs import composition
 from devstack.cloudformation import REGION, Stack, provision
@@ -25,15 +26,25 @@ from devstack.moto_atomicity import make_dynamodb_writes_atomic
 
 make_dynamodb_writes_atomic()
 
+# One session for every test's provisioning: a new session would load each service's model from disk again,
+# which costs more than creating the resources (moto's state is per mock, not per session).
+_PROVISIONING_SESSION = boto3.Session(region_name=REGION)
+
 # Shared fixtures of their own modules (e.g. `channels`, what subscribers receive).
 pytest_plugins = ["tests.support.subscribers"]
+
+
+@pytest.fixture
+def fal_key() -> SigningKey:
+    """A fresh Ed25519 key standing in for fal's webhook signing key."""
+    return SigningKey.generate()
 
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     """A fresh mocked account holding template.yaml's tables, queues and buckets, and the API's environment."""
     with mock_aws():
-        created = provision(boto3.Session(region_name=REGION))
+        created = provision(_PROVISIONING_SESSION)
         for name, value in created.function_environment("ApiFunction").items():
             monkeypatch.setenv(name, value)
         composition.reset()
