@@ -214,19 +214,16 @@ class BrokenQueue:
 
 
 def test_a_queue_outage_is_a_503_and_a_retry_with_the_key_queues_the_same_job(call: Call, stack: Stack) -> None:
-    service = composition.jobs_service()
-    working_queue = service._queue
-    service._queue = BrokenQueue()
     headers = {"Idempotency-Key": "order-7"}
-    problem = assert_problem(*call("POST", "/jobs", body=job_body(), headers=headers), 503)
-    assert problem["code"] == "service_unavailable"
-    assert dispatch_messages(stack) == []
+    with composition.override(dispatch_queue=BrokenQueue()):
+        problem = assert_problem(*call("POST", "/jobs", body=job_body(), headers=headers), 503)
+        assert problem["code"] == "service_unavailable"
+        assert dispatch_messages(stack) == []
 
-    [listed] = composition.jobs_service().list_jobs(OWNER, status=JobStatus.ACCEPTED, limit=10, cursor=None).items
-    unqueued = composition.jobs_service().get_job(OWNER, listed.job_id)
-    assert unqueued.enqueue_failed_at is not None  # the failure is noted (a success writes nothing)
+        [listed] = composition.jobs_service().list_jobs(OWNER, status=JobStatus.ACCEPTED, limit=10, cursor=None).items
+        unqueued = composition.jobs_service().get_job(OWNER, listed.job_id)
+        assert unqueued.enqueue_failed_at is not None  # the failure is noted (a success writes nothing)
 
-    service._queue = working_queue
     status, _, body = call("POST", "/jobs", body=job_body(), headers=headers)
     assert status == 202
     assert dispatch_messages(stack) == [{"job_id": body["job_id"]}]
@@ -244,18 +241,18 @@ def test_a_new_job_is_stored_and_queued_with_two_calls(call: Call, stack: Stack)
 
 
 def test_a_queue_outage_without_a_key_fails_the_job_rather_than_forgetting_it(call: Call, stack: Stack) -> None:
-    composition.jobs_service()._queue = BrokenQueue()
-    assert_problem(*call("POST", "/jobs", body=job_body()), 503)
-    status, _, page = call("GET", "/jobs")
-    assert status == 200
-    [job] = page["items"]
-    assert job["status"] == "FAILED"
-    assert job["error"] == {
-        "code": "ENQUEUE_FAILED",
-        "message": "the job could not be queued",
-        "retryable": True,
-        "provider_code": None,
-    }
+    with composition.override(dispatch_queue=BrokenQueue()):
+        assert_problem(*call("POST", "/jobs", body=job_body()), 503)
+        status, _, page = call("GET", "/jobs")
+        assert status == 200
+        [job] = page["items"]
+        assert job["status"] == "FAILED"
+        assert job["error"] == {
+            "code": "ENQUEUE_FAILED",
+            "message": "the job could not be queued",
+            "retryable": True,
+            "provider_code": None,
+        }
 
 
 # -- bad input ----------------------------------------------------------------------------------------------
@@ -463,8 +460,10 @@ def test_a_succeeded_job_has_a_presigned_video_url(call: Call, stack: Stack) -> 
     )
     job = service.get_job(OWNER, created["job_id"])
     for target in (JobStatus.SUBMITTED, JobStatus.FINALIZING):
-        job = service._jobs.update_status(job, target, now=job.created_at)
-    service._jobs.update_status(job, JobStatus.SUCCEEDED, now=job.created_at, changes={"output": output.model_dump()})
+        job = composition.jobs_repository().update_status(job, target, now=job.created_at)
+    composition.jobs_repository().update_status(
+        job, JobStatus.SUCCEEDED, now=job.created_at, changes={"output": output.model_dump()}
+    )
 
     status, _, body = call("GET", f"/jobs/{created['job_id']}")
     assert status == 200
@@ -562,7 +561,7 @@ def test_a_submitted_job_moves_to_cancel_requested(call: Call) -> None:
     job_id = call("POST", "/jobs", body=job_body())[2]["job_id"]
     service = composition.jobs_service()
     job = service.get_job(OWNER, job_id)
-    service._jobs.update_status(job, JobStatus.SUBMITTED, now=job.created_at)
+    composition.jobs_repository().update_status(job, JobStatus.SUBMITTED, now=job.created_at)
     status, _, body = call("POST", f"/jobs/{job_id}/cancel")
     assert (status, body["status"]) == (202, "CANCEL_REQUESTED")
     status, _, body = call("POST", f"/jobs/{job_id}/cancel")  # asking again changes nothing

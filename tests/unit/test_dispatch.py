@@ -180,7 +180,7 @@ def test_the_same_message_delivered_twice_submits_once(dispatch_env: Stack) -> N
 def test_a_job_another_dispatcher_holds_comes_back_later_unchanged(dispatch_env: Stack) -> None:
     job = fal_job()
     soon = isoformat(utc_now() + timedelta(minutes=2))
-    held = composition.jobs_service()._jobs.update_fields(
+    held = composition.jobs_repository().update_fields(
         job, now=isoformat(utc_now()), changes={"dispatch_lease_until": soon, "attempts": 1}
     )
     route = fal_accepts()
@@ -385,7 +385,7 @@ def test_a_lost_answer_is_never_resubmitted(dispatch_env: Stack) -> None:
 def test_a_dispatcher_that_died_holding_the_lease_is_not_resubmitted(dispatch_env: Stack) -> None:
     job = fal_job()
     past = isoformat(utc_now() - timedelta(minutes=5))
-    composition.jobs_service()._jobs.update_fields(job, now=past, changes={"dispatch_lease_until": past})
+    composition.jobs_repository().update_fields(job, now=past, changes={"dispatch_lease_until": past})
     route = fal_accepts()
     assert dispatch(received_record(dispatch_env)) == []
     assert route.call_count == 0
@@ -418,7 +418,7 @@ def test_an_unknown_job_is_acknowledged_without_a_call(dispatch_env: Stack) -> N
         assert dispatch(record) == []
     assert calls == ["dynamodb.UpdateItem"]
     assert route.call_count == 0
-    assert composition.jobs_service()._jobs.get(json.loads(record["body"])["job_id"]) is None  # no item made
+    assert composition.jobs_repository().get(json.loads(record["body"])["job_id"]) is None  # no item made
 
 
 def test_an_uploaded_input_reaches_fal_as_a_url_that_outlives_fals_start_deadline(dispatch_env: Stack) -> None:
@@ -568,21 +568,22 @@ def test_a_mirako_input_whose_name_resolves_to_a_private_address_fails_the_job(d
         lookups.append(host)
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.20.30.40", 443))]
 
-    composition.dispatcher()._stager._fetcher = SafeFetcher(resolver=private_resolver)
-    respx.route(host="avatars.example.net").pass_through()  # to the fetcher's own vetting connection layer
-    job = mirako_job("https://avatars.example.net/face.png", data_uri("audio/wav", WAV))
-    submit = respx.post(f"{MIRAKO}/v1/video/async_generate_talking_avatar")
-    assert dispatch(received_record(dispatch_env)) == []
-    failed = stored(job.job_id)
-    assert failed.status == JobStatus.FAILED
-    assert failed.error is not None
-    assert "avatars.example.net resolves to 10.20.30.40" in failed.error.message
-    assert lookups == ["avatars.example.net"]
-    assert submit.call_count == 0
+    with composition.override(safe_fetcher=SafeFetcher(resolver=private_resolver)):
+        respx.route(host="avatars.example.net").pass_through()  # to the fetcher's own vetting connection layer
+        job = mirako_job("https://avatars.example.net/face.png", data_uri("audio/wav", WAV))
+        submit = respx.post(f"{MIRAKO}/v1/video/async_generate_talking_avatar")
+        assert dispatch(received_record(dispatch_env)) == []
+        failed = stored(job.job_id)
+        assert failed.status == JobStatus.FAILED
+        assert failed.error is not None
+        assert "avatars.example.net resolves to 10.20.30.40" in failed.error.message
+        assert lookups == ["avatars.example.net"]
+        assert submit.call_count == 0
 
 
 def test_the_environment_template_yaml_gives_refuses_loopback(dispatch_env: Stack) -> None:
     assert composition.provider_settings().allow_loopback_http is False
-    fetcher = composition.dispatcher()._stager._fetcher
+    composition.dispatcher()
+    fetcher = composition.safe_fetcher()  # the one the dispatcher's input staging was built with
     with pytest.raises(UnsafeUrl):
         fetcher.fetch("http://127.0.0.1:8080/face.png", max_bytes=10, allowed_content_types={"image/png"})

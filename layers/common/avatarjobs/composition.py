@@ -6,7 +6,8 @@ own use cases (the API never imports httpx or the video copier; notify never imp
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import _lru_cache_wrapper, cache
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,6 @@ from avatarjobs.settings import MissingSetting, ProviderSettings, Settings
 if TYPE_CHECKING:
     from avatarjobs.adapters.input_urls import RoleSignedInputUrls
     from avatarjobs.adapters.job_queues import SqsRedelivery
-    from avatarjobs.adapters.jobs_table import DynamoJobsRepository
     from avatarjobs.adapters.media_store import S3MediaStore
     from avatarjobs.domain.dead_letters import DeadLetters
     from avatarjobs.domain.dispatch_service import Dispatcher
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from avatarjobs.domain.intake import Intake
     from avatarjobs.domain.job_events import JobNotifier
     from avatarjobs.domain.jobs_service import JobsService
+    from avatarjobs.domain.ports import JobQueue, JobsRepository
     from avatarjobs.domain.provider_progress import ProviderProgress
     from avatarjobs.domain.reconcile_service import Reconciler
     from avatarjobs.domain.video_copy import VideoCopier
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from avatarjobs.providers.fal_webhook_signature import FalWebhookVerifier
 
 _FACTORIES: list[_lru_cache_wrapper[Any]] = []
+# Adapters that override() puts in place of the real ones, by port name.
+_overrides: dict[str, Any] = {}
 
 
 def once_per_process[T](factory: Callable[[], T]) -> Callable[[], T]:
@@ -51,7 +54,9 @@ def provider_settings() -> ProviderSettings:
     return ProviderSettings.from_environment()
 
 
-def _jobs_repository() -> DynamoJobsRepository:
+def _jobs_repository() -> JobsRepository:
+    if "jobs" in _overrides:
+        return _overrides["jobs"]  # type: ignore[no-any-return]
     from avatarjobs.adapters import aws_clients
     from avatarjobs.adapters.jobs_table import DynamoJobsRepository
 
@@ -71,9 +76,10 @@ def jobs_service() -> JobsService:
     from avatarjobs.adapters.job_queues import SqsJobQueue
     from avatarjobs.domain.jobs_service import JobsService
 
+    queue: JobQueue = _overrides.get("dispatch_queue") or SqsJobQueue(aws_clients.sqs(), settings().dispatch_queue_url)
     return JobsService(
         jobs=_jobs_repository(),
-        queue=SqsJobQueue(aws_clients.sqs(), settings().dispatch_queue_url),
+        queue=queue,
         media=_media_store(),
         providers=provider,
     )
@@ -151,6 +157,8 @@ def webhook_receiver() -> WebhookReceiver:
 
 @once_per_process
 def _safe_fetcher() -> SafeFetcher:
+    if "safe_fetcher" in _overrides:
+        return _overrides["safe_fetcher"]  # type: ignore[no-any-return]
     from avatarjobs.net.safe_fetch import SafeFetcher
 
     return SafeFetcher(allow_loopback_http=provider_settings().allow_loopback_http)
@@ -253,6 +261,46 @@ def _required_setting(value: str | None, name: str) -> str:
     return value
 
 
+def jobs_repository() -> JobsRepository:
+    """The repository the use cases of this process are built with (tests seed and read jobs through it)."""
+    return _jobs_repository()
+
+
+def safe_fetcher() -> SafeFetcher:
+    """The fetcher input staging and the video copy are built with."""
+    return _safe_fetcher()
+
+
+@contextmanager
+def override(
+    *,
+    jobs: JobsRepository | None = None,
+    dispatch_queue: JobQueue | None = None,
+    safe_fetcher: SafeFetcher | None = None,
+) -> Iterator[None]:
+    """Builds the use cases with the given adapters in place of the real ones until the block ends (for tests:
+    a fake repository, a queue that is down, a fetcher with its own resolver).
+
+    The services built before or inside the block are forgotten on entry and on exit, so none keeps an adapter
+    of the other side; the boto3 clients are kept. Blocks may nest: the inner one wins for the ports it names.
+    """
+    given = {"jobs": jobs, "dispatch_queue": dispatch_queue, "safe_fetcher": safe_fetcher}
+    previous = dict(_overrides)
+    _overrides.update({port: adapter for port, adapter in given.items() if adapter is not None})
+    _forget_services()
+    try:
+        yield
+    finally:
+        _overrides.clear()
+        _overrides.update(previous)
+        _forget_services()
+
+
+def _forget_services() -> None:
+    for factory in _FACTORIES:
+        factory.cache_clear()
+
+
 def reset() -> None:
     """Forget every cached client and service (for tests that start a fresh mocked account)."""
     from avatarjobs.adapters import aws_clients
@@ -260,5 +308,4 @@ def reset() -> None:
 
     aws_clients.reset()
     provider_http.reset_clients()
-    for factory in _FACTORIES:
-        factory.cache_clear()
+    _forget_services()
