@@ -6,9 +6,8 @@ stack's plumbing (gateway, pollers, stream, rules), and a prompt tells the fake 
 
 import json
 import re
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
@@ -137,15 +136,3 @@ def moto(local: LocalStack) -> Moto:
 def api(local: LocalStack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=local.api_url, headers={"x-api-key": local.api_key}, timeout=30) as client:
         yield client
-
-
-def eventually[T](check: Callable[[], T | None], *, timeout: float = 10.0, every: float = 0.2) -> T:
-    """The first truthy result of `check`, polled until `timeout`; fails the test with the last result."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout} s; last result: {result!r}")
-        time.sleep(every)

@@ -16,7 +16,7 @@ import json
 import time
 import uuid
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -45,6 +45,7 @@ from devstack.moto_server import local_session
 from devstack.stack import LocalStack
 from tests.support.generated_video import generated_chunks
 from tests.support.loopback_server import serving
+from tests.support.polling import eventually
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -195,15 +196,6 @@ def dynamodb(local: LocalStack) -> "DynamoDBClient":
 # -- helpers ------------------------------------------------------------------------------------------------
 
 
-def eventually[T](check: Callable[[], T | None], timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    while (result := check()) is None or result is False:
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout} s")
-        time.sleep(0.2)
-    return result
-
-
 def job_status(api: httpx.Client, job_id: str) -> str:
     response = api.get(f"/jobs/{job_id}")
     assert response.status_code == 200, response.text
@@ -215,7 +207,7 @@ def order(api: httpx.Client, body: dict[str, Any]) -> str:
     response = api.post("/jobs", json=body)
     assert response.status_code == 202, response.text
     job_id: str = response.json()["job_id"]
-    eventually(lambda: job_status(api, job_id) == "SUBMITTED")
+    eventually(lambda: job_status(api, job_id) == "SUBMITTED", timeout=30.0)
     return job_id
 
 
@@ -324,7 +316,7 @@ def test_forged_fal_webhooks_are_refused_over_http_and_change_nothing(
     # The genuine delivery still works: the forgeries were refused for what they are, not by a broken route.
     response = deliver(local, "fal", job_id, body, headers)
     assert (response.status_code, response.json()) == (200, {"status": "recorded"})
-    eventually(lambda: job_status(api, job_id) == "SUCCEEDED")
+    eventually(lambda: job_status(api, job_id) == "SUCCEEDED", timeout=30.0)
     done = item(dynamodb, local, job_id)
     assert deliver(local, "fal", job_id, body, headers).json() == {"status": "duplicate"}  # a replay in the window
     time.sleep(1)
@@ -381,7 +373,7 @@ def test_known_good_requests_get_the_documented_answers(
 
     succeeded, request_id = fal_job(api, providers)
     assert deliver(local, "fal", succeeded, *fal_delivery(providers, request_id)).status_code == 200
-    eventually(lambda: job_status(api, succeeded) == "SUCCEEDED")
+    eventually(lambda: job_status(api, succeeded) == "SUCCEEDED", timeout=30.0)
     submitted, _ = fal_job(api, providers)
     mirako, _, _ = mirako_job(api, providers)
 

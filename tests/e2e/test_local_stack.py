@@ -35,7 +35,8 @@ from devstack.lambda_worker import FunctionError
 from devstack.moto_server import local_session
 from devstack.processes import REPO_ROOT
 from devstack.stack import LocalStack
-from tests.e2e.conftest import FakeFal, Moto, eventually, moto_clients
+from tests.e2e.conftest import FakeFal, Moto, moto_clients
+from tests.support.polling import eventually
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient

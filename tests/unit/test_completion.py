@@ -1,10 +1,9 @@
 """The completion path under moto and respx: webhooks, finalize, reconcile, and cancel at the provider."""
 
-import base64
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +17,6 @@ from avatarjobs import composition
 from avatarjobs.adapters.jobs_table import FINALIZING_OWNER_STATUS
 from avatarjobs.call_deadline import API_GATEWAY_INTEGRATION_SECONDS, MARGIN_SECONDS
 from avatarjobs.domain.job import Job, JobError, JobStatus, ProviderResult, isoformat, utc_now
-from avatarjobs.domain.requests import FalMultiTextRequest, MirakoTalkingAvatarRequest
 from avatarjobs.providers.mirako import new_webhook_token
 from devstack.cloudformation import REGION, Stack
 from functions.api import app as api_app
@@ -29,98 +27,20 @@ from functions.webhook import app as webhook_app
 from tests.api_events import OWNER, api_event, load_event
 from tests.lambda_context import LambdaContext
 from tests.support.aws_calls import calls_made
+from tests.support.completion import (
+    FAL_URLS,
+    MIRAKO,
+    REQUEST_ID,
+    VIDEO,
+    VIDEO_URL,
+    fal_body,
+    new_fal_job,
+    new_mirako_job,
+    queued,
+    submitted_fal_job,
+    submitted_mirako_job,
+)
 from tests.support.subscribers import Channels, notify_from_stream
-
-FAL = "https://queue.fal.run"
-MIRAKO = "https://mirako.co"
-JWKS_URL = "https://rest.alpha.fal.ai/.well-known/jwks.json"
-REQUEST_ID = "764cabcf-b745-4b3e-ae38-1200304cf45b"
-VIDEO_URL = "https://v3.fal.media/files/zebra/30b76b90c2164f9a926527497c20832b.mp4"
-VIDEO = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"frame" * 4000
-FAL_URLS = {
-    "status_url": f"{FAL}/fal-ai/ai-avatar/requests/{REQUEST_ID}/status",
-    "response_url": f"{FAL}/fal-ai/ai-avatar/requests/{REQUEST_ID}",
-    "cancel_url": f"{FAL}/fal-ai/ai-avatar/requests/{REQUEST_ID}/cancel",
-}
-FUNCTIONS = ("WebhookFunction", "FinalizeFunction", "ReconcileFunction", "ApiFunction")
-
-
-@pytest.fixture
-def fal_key() -> SigningKey:
-    return SigningKey.generate()
-
-
-@pytest.fixture
-def env(stack: Stack, monkeypatch: pytest.MonkeyPatch, fal_key: SigningKey) -> Iterator[Stack]:
-    for function in FUNCTIONS:
-        for name, value in stack.function_environment(function).items():
-            monkeypatch.setenv(name, value)
-    monkeypatch.setenv("FAL_KEY", "fal-secret-key")
-    monkeypatch.setenv("MIRAKO_API_KEY", "mirako-secret-key")
-    composition.reset()
-    x = base64.urlsafe_b64encode(bytes(fal_key.verify_key)).rstrip(b"=").decode()
-    with respx.mock:
-        respx.get(JWKS_URL).mock(
-            return_value=httpx.Response(200, json={"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x}]})
-        )
-        respx.get(VIDEO_URL).mock(
-            return_value=httpx.Response(200, content=VIDEO, headers={"Content-Type": "application/octet-stream"})
-        )
-        yield stack
-
-
-def new_fal_job() -> Job:
-    request = FalMultiTextRequest(
-        provider="fal",
-        model="fal-ai/ai-avatar/multi-text",
-        image_url="https://example.com/a.png",
-        first_text_input="Hi.",
-        second_text_input="Hello!",
-        prompt="Two people.",
-    )
-    return composition.jobs_service().create_job(OWNER, request).job
-
-
-def submitted_fal_job(**changes: Any) -> Job:
-    job = new_fal_job()
-    return composition.jobs_service()._jobs.update_status(
-        job,
-        JobStatus.SUBMITTED,
-        now=isoformat(utc_now()),
-        changes={"provider_request_id": REQUEST_ID, "provider_urls": FAL_URLS, **changes},
-    )
-
-
-def new_mirako_job() -> Job:
-    request = MirakoTalkingAvatarRequest(
-        provider="mirako",
-        model="talking-avatar",
-        image_url="https://example.com/a.png",
-        audio_url="https://example.com/a.wav",
-    )
-    return composition.jobs_service().create_job(OWNER, request).job
-
-
-def submitted_mirako_job() -> tuple[Job, str]:
-    job = new_mirako_job()
-    token, token_hash = new_webhook_token()
-    job = composition.jobs_service()._jobs.update_status(
-        job,
-        JobStatus.SUBMITTED,
-        now=isoformat(utc_now()),
-        changes={"provider_request_id": "xdac2o3c", "webhook_token_sha256": token_hash},
-    )
-    return job, token
-
-
-def fal_body(status: str = "OK", request_id: str = REQUEST_ID) -> bytes:
-    payload: dict[str, Any] = (
-        {"video": {"url": VIDEO_URL, "content_type": "application/octet-stream", "file_size": len(VIDEO)}, "seed": 81}
-        if status == "OK"
-        else {"detail": [{"loc": ["body", "image_url"], "msg": "no face found", "type": "value_error"}]}
-    )
-    body = {"request_id": request_id, "gateway_request_id": request_id, "status": status, "payload": payload}
-    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def fal_headers(key: SigningKey, body: bytes, *, request_id: str = REQUEST_ID, age: int = 0) -> dict[str, str]:
@@ -140,14 +60,6 @@ def deliver(provider: str, job_id: str, body: bytes, headers: dict[str, str]) ->
     event["headers"] = {name: value for name, value in event["headers"].items() if name != "x-api-key"}
     response = webhook_app.lambda_handler(event, LambdaContext("WebhookFunction"))
     return response["statusCode"], json.loads(response["body"])
-
-
-def queued(stack: Stack, queue: str) -> list[dict[str, Any]]:
-    sqs = boto3.client("sqs", region_name=REGION)
-    messages: list[dict[str, Any]] = []
-    while batch := sqs.receive_message(QueueUrl=stack.refs[queue], MaxNumberOfMessages=10).get("Messages", []):
-        messages.extend(dict(message) for message in batch)
-    return messages
 
 
 def run_finalize(stack: Stack, messages: list[dict[str, Any]]) -> list[str]:
@@ -226,7 +138,7 @@ def test_a_refused_webhook_write_tells_a_duplicate_from_another_request_or_job_w
     with calls_made() as calls:
         assert deliver("fal", unknown, body, fal_headers(fal_key, body)) == (200, {"status": "ignored"})
     assert calls == ["dynamodb.UpdateItem"]
-    assert composition.jobs_service()._jobs.get(unknown) is None  # the conditional write made no item
+    assert composition.jobs_repository().get(unknown) is None  # the conditional write made no item
 
     assert stored(job.job_id) == finalizing
     assert queued(env, "FinalizeQueue") == []
@@ -271,7 +183,7 @@ def test_a_signed_webhook_for_a_job_whose_submit_answer_was_lost_adopts_the_requ
 ) -> None:
     job = new_fal_job()
     if status == JobStatus.SUBMITTED:  # the submit timed out: the provider may have it
-        job = composition.jobs_service()._jobs.update_status(
+        job = composition.jobs_repository().update_status(
             job, JobStatus.SUBMITTED, now=isoformat(utc_now()), changes={"submission_unconfirmed": True}
         )
     body = fal_body()
@@ -445,7 +357,7 @@ def test_a_mirako_callback_naming_another_id_or_none_asks_about_the_jobs_own_tas
 def unconfirmed_mirako_job() -> tuple[Job, str]:
     """A Mirako job whose submit answer was lost: SUBMITTED without a task id, its token's hash stored at claim."""
     job, token = submitted_mirako_job()
-    job = composition.jobs_service()._jobs.update_fields(
+    job = composition.jobs_repository().update_fields(
         job, now=job.updated_at, changes={"submission_unconfirmed": True}, remove=("provider_request_id",)
     )
     return job, token
@@ -477,7 +389,7 @@ def test_a_mirako_callback_racing_its_dispatcher_asks_to_be_sent_again(env: Stac
     job = new_mirako_job()
     token, token_hash = new_webhook_token()
     # The dispatcher holds the job and has stored the token's hash; its SUBMITTED write has not landed yet.
-    job = composition.jobs_service()._jobs.claim_for_dispatch(
+    job = composition.jobs_repository().claim_for_dispatch(
         job.job_id, now=job.created_at, lease_until=isoformat(utc_now() + timedelta(minutes=2)),
         webhook_token_sha256=token_hash,
     )  # fmt: skip
@@ -590,7 +502,7 @@ def test_a_copy_finished_after_the_job_changed_closes_against_its_current_versio
     messages = queued(env, "FinalizeQueue")
     # A write while FINALIZING (a retry's reason) makes the message's version stale.
     note = JobError(code="COPY_FAILED", message="a timeout", retryable=True)
-    changed = composition.jobs_service()._jobs.update_fields(
+    changed = composition.jobs_repository().update_fields(
         job, now=isoformat(utc_now()), changes={"last_error": note.model_dump()}
     )
     assert changed.version == job.version + 1
@@ -603,7 +515,7 @@ def test_a_copy_finished_after_the_job_changed_closes_against_its_current_versio
 def test_a_finalize_message_for_a_job_that_ended_otherwise_changes_nothing(env: Stack) -> None:
     job = finalizing_fal_job()
     messages = queued(env, "FinalizeQueue")
-    failed = composition.jobs_service()._jobs.update_status(
+    failed = composition.jobs_repository().update_status(
         job, JobStatus.FAILED, now=isoformat(utc_now()), changes={"error": {"code": "FINALIZE_FAILED", "message": "x"}}
     )
     assert run_finalize(env, messages) == []  # acknowledged: a terminal status never changes, a retry would not help
@@ -617,7 +529,7 @@ def test_a_finalize_message_for_a_job_that_ended_otherwise_changes_nothing(env: 
 
 
 def _age(job: Job, **fields: str) -> Job:
-    return composition.jobs_service()._jobs.update_fields(job, now=job.updated_at, changes=fields)
+    return composition.jobs_repository().update_fields(job, now=job.updated_at, changes=fields)
 
 
 def test_a_job_whose_webhook_never_comes_is_finished_by_the_reconciler(env: Stack, channels: Channels) -> None:
@@ -716,7 +628,7 @@ def test_a_fal_model_error_is_coded_alike_by_its_webhook_and_by_polling(env: Sta
 def unconfirmed_fal_job(minutes_ago: float) -> Job:
     """A fal job whose submit answer was lost `minutes_ago`: SUBMITTED, unconfirmed, without a request id."""
     job = new_fal_job()
-    job = composition.jobs_service()._jobs.update_status(
+    job = composition.jobs_repository().update_status(
         job, JobStatus.SUBMITTED, now=isoformat(utc_now()), changes={"submission_unconfirmed": True}
     )
     return _age(job, status_since=isoformat(utc_now() - timedelta(minutes=minutes_ago)))
@@ -758,7 +670,7 @@ def test_a_job_whose_submit_answer_was_lost_fails_past_the_bound_saying_no_secon
 def _silent_for(job: Job, minutes: float, **changes: Any) -> Job:
     """The job as if nothing had been written to it for `minutes` (its last write then)."""
     then = isoformat(utc_now() - timedelta(minutes=minutes))
-    return composition.jobs_service()._jobs.update_fields(job, now=then, changes=changes)
+    return composition.jobs_repository().update_fields(job, now=then, changes=changes)
 
 
 def reconcile() -> dict[str, Any]:
@@ -846,7 +758,7 @@ def test_a_slow_finalize_and_its_requeued_duplicate_succeed_once(env: Stack, cha
 
 def test_a_cancel_requested_mirako_job_follows_the_provider_to_canceled(env: Stack) -> None:
     job, _ = submitted_mirako_job()
-    job = composition.jobs_service()._jobs.update_status(job, JobStatus.CANCEL_REQUESTED, now=isoformat(utc_now()))
+    job = composition.jobs_repository().update_status(job, JobStatus.CANCEL_REQUESTED, now=isoformat(utc_now()))
     job = _age(job, status_since=isoformat(utc_now() - timedelta(minutes=30)))
     respx.get(f"{MIRAKO}/v1/video/async_generate_talking_avatar/xdac2o3c/status").mock(
         return_value=httpx.Response(200, json={"data": {"task_id": "xdac2o3c", "status": "CANCELED"}})

@@ -11,7 +11,6 @@ import base64
 import hashlib
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,16 +20,13 @@ import pytest
 import respx
 from nacl.signing import SigningKey
 
-from avatarjobs import composition
 from avatarjobs.domain.job import Job
 from avatarjobs.domain.limits import WEBHOOK_BODY_MAX_BYTES
 from devstack.cloudformation import REGION, Stack
 from functions.webhook import app as webhook_app
 from tests.api_events import api_event
 from tests.lambda_context import LambdaContext
-from tests.unit.test_completion import (
-    FUNCTIONS,
-    JWKS_URL,
+from tests.support.completion import (
     MIRAKO,
     REQUEST_ID,
     fal_body,
@@ -42,27 +38,6 @@ from tests.unit.test_completion import (
 PROBLEM_JSON = "application/problem+json"
 REPLACED_HEADERS = ("content-type", "x-api-key")  # the sample event's, which a provider's call has not
 MIRAKO_STATUS = f"{MIRAKO}/v1/video/async_generate_talking_avatar/xdac2o3c/status"
-
-
-@pytest.fixture
-def fal_key() -> SigningKey:
-    return SigningKey.generate()
-
-
-@pytest.fixture
-def env(stack: Stack, monkeypatch: pytest.MonkeyPatch, fal_key: SigningKey) -> Iterator[Stack]:
-    for function in FUNCTIONS:
-        for name, value in stack.function_environment(function).items():
-            monkeypatch.setenv(name, value)
-    monkeypatch.setenv("FAL_KEY", "fal-secret-key")
-    monkeypatch.setenv("MIRAKO_API_KEY", "mirako-secret-key")
-    composition.reset()
-    x = base64.urlsafe_b64encode(bytes(fal_key.verify_key)).rstrip(b"=").decode()
-    with respx.mock:
-        respx.get(JWKS_URL).mock(
-            return_value=httpx.Response(200, json={"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x}]})
-        )
-        yield stack
 
 
 def call(provider: str, job_id: str, body: bytes, headers: dict[str, str], *, binary: bool = False) -> dict[str, Any]:

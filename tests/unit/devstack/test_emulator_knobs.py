@@ -6,7 +6,6 @@ fault is in the emulator's record (`GET /_emulator/requests`).
 
 import base64
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,7 +15,8 @@ from devstack import media
 from devstack.emulators.fal import FalEmulator
 from devstack.emulators.mirako import PCM_SAMPLE_RATE, MirakoEmulator
 from devstack.emulators.settings import EmulatorSettings
-from tests.unit.devstack.test_emulators import SENTENCE, Loopback, text_inputs, wait_until
+from tests.support.emulator_loopback import SENTENCE, WAIT_SECONDS, Loopback, text_inputs
+from tests.support.polling import eventually
 
 FAL_KEY = {"Authorization": "Key k"}
 MIRAKO_KEY = {"Authorization": "Bearer k"}
@@ -24,22 +24,6 @@ QUICK = EmulatorSettings(instant=True, webhook_attempts=1)
 GATEWAY_PAGE_502 = (
     b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"
 )
-
-
-@pytest.fixture
-def loopback() -> Iterator[Loopback]:
-    with Loopback() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def face() -> bytes:
-    return media.SAMPLE_FACE.read_bytes()
-
-
-@pytest.fixture(scope="module")
-def wav() -> bytes:
-    return media.speak(SENTENCE, "Aria")
 
 
 def fal_submit(
@@ -97,11 +81,11 @@ def test_a_dropped_submit_answer_is_a_closed_connection_but_the_run_exists_and_c
 
 @pytest.mark.parametrize("status", [502, 504])
 def test_a_gateway_error_answer_is_the_load_balancers_html_page_and_the_run_exists(
-    status: int, loopback: Loopback, face: bytes, wav: bytes
+    status: int, loopback: Loopback, face: bytes, speech: bytes
 ) -> None:
     with MirakoEmulator(QUICK) as mirako:
         mirako.update_settings(submit_gateway_errors=1, gateway_error_status=status)
-        answer = mirako_submit(mirako, loopback, face, wav)
+        answer = mirako_submit(mirako, loopback, face, speech)
 
         assert answer.status_code == status
         assert answer.headers["content-type"] == "text/html"
@@ -189,7 +173,12 @@ def test_fal_app_error_with_a_lost_webhook_is_found_only_by_polling(loopback: Lo
         fal.update_settings(app_error_fraction=1.0, drop_webhooks=1, error_message="CUDA out of memory")
         request_id = fal_submit(fal, loopback, face).json()["request_id"]
 
-        wait_until(lambda: status_of(fal, request_id).status_code == 200, "COMPLETED")
+        eventually(
+            lambda: status_of(fal, request_id).status_code == 200,
+            waiting_for="COMPLETED",
+            timeout=WAIT_SECONDS,
+            every=0.05,
+        )
         assert result_of(fal, request_id).json() == {"detail": "CUDA out of memory"}
         loopback.assert_quiet(0.5)
         [run] = runs(fal)
@@ -276,11 +265,11 @@ def test_fal_refuses_a_start_timeout_it_cannot_use(headers: dict[str, str], loop
 
 @pytest.mark.parametrize("choice", ["task_id", "request_id", "absent"])
 def test_mirako_callback_id_is_the_task_id_a_fresh_id_or_absent(
-    choice: str, loopback: Loopback, face: bytes, wav: bytes
+    choice: str, loopback: Loopback, face: bytes, speech: bytes
 ) -> None:
     with MirakoEmulator(QUICK) as mirako:
         mirako.update_settings(callback_id=choice)
-        task_id = mirako_submit(mirako, loopback, face, wav).json()["data"]["task_id"]
+        task_id = mirako_submit(mirako, loopback, face, speech).json()["data"]["task_id"]
 
         body = loopback.next_delivery().json()
         [run] = runs(mirako)
@@ -322,10 +311,10 @@ def test_mirako_pcm_speech_is_raw_16_khz_samples_which_talking_avatar_refuses_un
         assert loopback.next_delivery().json()["status"] == "COMPLETED"
 
 
-def test_mirako_serves_its_result_with_the_chosen_content_type(loopback: Loopback, face: bytes, wav: bytes) -> None:
+def test_mirako_serves_its_result_with_the_chosen_content_type(loopback: Loopback, face: bytes, speech: bytes) -> None:
     with MirakoEmulator(QUICK) as mirako:
         mirako.update_settings(result_content_type="binary/octet-stream")
-        task_id = mirako_submit(mirako, loopback, face, wav).json()["data"]["task_id"]
+        task_id = mirako_submit(mirako, loopback, face, speech).json()["data"]["task_id"]
         loopback.next_delivery()
         status = httpx.get(
             f"{mirako.base_url}/v1/video/async_generate_talking_avatar/{task_id}/status", headers=MIRAKO_KEY, timeout=10

@@ -5,12 +5,8 @@ the inputs (like moto's presigned URLs) and records the webhooks it receives.
 
 import base64
 import json
-import queue
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,127 +22,13 @@ from devstack.emulators.fal import FalEmulator
 from devstack.emulators.mirako import MirakoEmulator
 from devstack.emulators.settings import EmulatorSettings, SettingsStore, settings_from_environment
 from devstack.processes import server_process
+from tests.support.emulator_loopback import SENTENCE, WAIT_SECONDS, Delivery, Loopback, download, text_inputs
+from tests.support.polling import eventually
 
 FAL_KEY = "local-fal-key:secret"
 MIRAKO_KEY = "mi-local-secret"
-WAIT_SECONDS = 30.0  # bound of every wait for a webhook or a final state (a run takes about a second)
-QUIET_SECONDS = 1.5  # how long "no webhook" is watched for
 FAST = EmulatorSettings(queue_seconds=0.2, delay_seconds=0.3, webhook_attempts=3)
 SLOW = EmulatorSettings(queue_seconds=1.0, delay_seconds=3.0)
-SENTENCE = "Hello from the test."
-
-
-# -- a loopback server for inputs and webhooks ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Delivery:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class Loopback:
-    """Serves `files` on GET (like presigned S3 URLs) and records every POST (a webhook receiver).
-
-    `answers`: the HTTP statuses of the next POSTs (then 200), to make the sender retry.
-    """
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.deliveries: queue.Queue[Delivery] = queue.Queue()
-        self.answers: list[int] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        loopback = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                content = loopback.files.get(self.path)
-                self.send_response(200 if content is not None else 404)
-                self.send_header("Content-Length", str(len(content or b"")))
-                self.end_headers()
-                self.wfile.write(content or b"")
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                headers = {name.lower(): value for name, value in self.headers.items()}
-                loopback.deliveries.put(Delivery(self.path, headers, body))
-                status = loopback.answers.pop(0) if loopback.answers else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        return Handler
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def serve(self, path: str, content: bytes) -> str:
-        self.files[path] = content
-        return f"{self.base_url}{path}"
-
-    def next_delivery(self, timeout: float = WAIT_SECONDS) -> Delivery:
-        try:
-            return self.deliveries.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"no webhook within {timeout} s") from None
-
-    def assert_quiet(self, seconds: float = QUIET_SECONDS) -> None:
-        try:
-            delivery = self.deliveries.get(timeout=seconds)
-        except queue.Empty:
-            return
-        pytest.fail(f"unexpected webhook: {delivery.body[:300]!r}")
-
-    def __enter__(self) -> "Loopback":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_SECONDS) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.05)
-
-
-def download(url: str) -> httpx.Response:
-    response = httpx.get(url, timeout=10)
-    response.raise_for_status()
-    return response
-
-
-@pytest.fixture(scope="module")
-def face() -> bytes:
-    return media.SAMPLE_FACE.read_bytes()
-
-
-@pytest.fixture(scope="module")
-def speech() -> bytes:
-    return media.speak(SENTENCE, "Aria")
-
-
-@pytest.fixture
-def loopback() -> Iterator[Loopback]:
-    with Loopback() as server:
-        yield server
 
 
 @pytest.fixture
@@ -168,11 +50,6 @@ def fal_emulator() -> Iterator[FalEmulator]:
 def fal(fal_emulator: FalEmulator, http: httpx.Client) -> FalQueueProvider:
     verifier = FalWebhookVerifier(http_jwks_fetcher(fal_emulator.jwks_url, client=http))
     return FalQueueProvider(fal_emulator.base_url, FAL_KEY, client=http, webhook_verifier=verifier)
-
-
-def text_inputs(face: bytes, **extra: Any) -> dict[str, Any]:
-    image = "data:image/png;base64," + base64.b64encode(face).decode()
-    return {"image_url": image, "text_input": SENTENCE, "voice": "Sarah", "prompt": "A person talking.", **extra}
 
 
 def fal_submit(fal: FalQueueProvider, loopback: Loopback, model: str, inputs: dict[str, Any]) -> Submission:
@@ -257,7 +134,12 @@ def test_fal_status_answers_202_until_completed_then_200(
     assert queued.json()["queue_position"] == 0
     assert fal.status(submission).state == ProviderState.IN_QUEUE
 
-    wait_until(lambda: fal.status(submission).state == ProviderState.IN_PROGRESS, "IN_PROGRESS")
+    eventually(
+        lambda: fal.status(submission).state == ProviderState.IN_PROGRESS,
+        waiting_for="IN_PROGRESS",
+        timeout=WAIT_SECONDS,
+        every=0.05,
+    )
     running = http.get(submission.urls["status_url"], params={"logs": "1"}, headers=headers)
     assert (running.status_code, running.json()["status"]) == (202, "IN_PROGRESS")
     assert running.json()["logs"][0]["message"].startswith("Generating")
@@ -387,7 +269,12 @@ def test_fal_cancel_of_a_running_request_never_sends_a_success_webhook(
 ) -> None:
     fal_emulator.update_settings(queue_seconds=0.0, delay_seconds=SLOW.delay_seconds)
     submission = fal_submit(fal, loopback, "fal-ai/ai-avatar/single-text", text_inputs(face))
-    wait_until(lambda: fal.status(submission).state == ProviderState.IN_PROGRESS, "IN_PROGRESS")
+    eventually(
+        lambda: fal.status(submission).state == ProviderState.IN_PROGRESS,
+        waiting_for="IN_PROGRESS",
+        timeout=WAIT_SECONDS,
+        every=0.05,
+    )
 
     assert fal.cancel(submission) == CancelOutcome.CANCELLATION_REQUESTED
     notice = fal.verify_webhook(*_parts(loopback.next_delivery()), token_sha256=None)
@@ -403,7 +290,12 @@ def test_fal_lost_webhook_leaves_polling_to_find_the_result(
     fal_emulator.update_settings(drop_webhooks=1)
     submission = fal_submit(fal, loopback, "fal-ai/ai-avatar/single-text", text_inputs(face))
 
-    wait_until(lambda: fal.status(submission).state == ProviderState.COMPLETED, "COMPLETED")
+    eventually(
+        lambda: fal.status(submission).state == ProviderState.COMPLETED,
+        waiting_for="COMPLETED",
+        timeout=WAIT_SECONDS,
+        every=0.05,
+    )
     assert download(fal.result(submission).url).content[4:8] == b"ftyp"
     loopback.assert_quiet(0.5)
 
@@ -429,7 +321,12 @@ def test_fal_retries_a_webhook_until_the_receiver_answers_2xx(
     assert first.body == second.body
     for delivery in (first, second):
         assert fal.verify_webhook(delivery.headers, delivery.body, token_sha256=None).succeeded
-    wait_until(lambda: len(fal_emulator.requests_record()["requests"][0]["webhook_deliveries"]) == 2, "record")
+    eventually(
+        lambda: len(fal_emulator.requests_record()["requests"][0]["webhook_deliveries"]) == 2,
+        waiting_for="record",
+        timeout=WAIT_SECONDS,
+        every=0.05,
+    )
     record = fal_emulator.requests_record()["requests"][0]
     assert record["request_id"] == submission.request_id
     assert [delivery["status"] for delivery in record["webhook_deliveries"]] == [503, 200]
@@ -545,7 +442,12 @@ def test_mirako_audio_job_lasts_as_long_as_its_audio(
 ) -> None:
     submission = mirako.submit("talking-avatar", {"image": face, "audio": speech}, webhook_url="", webhook_token=None)
 
-    wait_until(lambda: mirako.status(submission).state == ProviderState.COMPLETED, "COMPLETED")
+    eventually(
+        lambda: mirako.status(submission).state == ProviderState.COMPLETED,
+        waiting_for="COMPLETED",
+        timeout=WAIT_SECONDS,
+        every=0.05,
+    )
     result = mirako.result(submission)
     assert result.duration_seconds == pytest.approx(media.wav_duration(speech), abs=0.5)
     loopback.assert_quiet(0.2)  # no webhook was asked for
@@ -558,7 +460,12 @@ def test_mirako_status_goes_through_the_queue(
     submission = mirako.submit("talking-avatar", {"image": face, "audio": speech}, webhook_url="", webhook_token=None)
 
     assert mirako.status(submission).state == ProviderState.IN_QUEUE
-    wait_until(lambda: mirako.status(submission).state == ProviderState.IN_PROGRESS, "IN_PROGRESS")
+    eventually(
+        lambda: mirako.status(submission).state == ProviderState.IN_PROGRESS,
+        waiting_for="IN_PROGRESS",
+        timeout=WAIT_SECONDS,
+        every=0.05,
+    )
     with pytest.raises(ProviderError) as raised:
         mirako.result(submission)
     assert (raised.value.code, raised.value.retryable) == (ProviderErrorCode.NOT_READY, True)
@@ -614,7 +521,12 @@ def test_mirako_image_it_cannot_read_fails_the_task(mirako: MirakoProvider, spee
         "talking-avatar", {"image": b"not an image", "audio": speech}, webhook_url="", webhook_token=None
     )
 
-    wait_until(lambda: mirako.status(submission).state == ProviderState.FAILED, "FAILED")
+    eventually(
+        lambda: mirako.status(submission).state == ProviderState.FAILED,
+        waiting_for="FAILED",
+        timeout=WAIT_SECONDS,
+        every=0.05,
+    )
     assert "not a PNG" in (mirako.status(submission).error or "")
 
 

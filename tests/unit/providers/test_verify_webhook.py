@@ -9,7 +9,7 @@ from avatarjobs.providers.base import InvalidWebhook
 from avatarjobs.providers.fal import FalQueueProvider
 from avatarjobs.providers.fal_webhook_signature import FalWebhookVerifier
 from avatarjobs.providers.mirako import MirakoProvider, new_webhook_token
-from tests.unit.providers.test_fal_webhook_signature import NOW, Clock, Jwks, jwks, signed_headers
+from tests.support.fal_signing import NOW, Clock, Jwks, jwks, signed_headers
 
 VIDEO = {"url": "https://v3.fal.media/files/zebra/x.mp4", "content_type": "video/mp4", "file_size": 352679}
 
@@ -18,11 +18,6 @@ def fal_body(request_id: str = "req-123", status: str = "OK") -> bytes:
     payload = {"video": VIDEO, "seed": 81} if status == "OK" else {"detail": [{"loc": ["body"], "msg": "bad face"}]}
     body = {"request_id": request_id, "gateway_request_id": request_id, "status": status, "payload": payload}
     return json.dumps(body).encode()
-
-
-@pytest.fixture
-def fal_key() -> SigningKey:
-    return SigningKey.generate()
 
 
 @pytest.fixture
