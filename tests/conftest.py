@@ -15,7 +15,6 @@ os.environ.update(
 
 from collections.abc import Iterator
 
-import boto3
 import pytest
 from moto import mock_aws
 from nacl.signing import SigningKey
@@ -23,12 +22,13 @@ from nacl.signing import SigningKey
 from avatarjobs import composition
 from devstack.cloudformation import REGION, Stack, provision
 from devstack.moto_atomicity import make_dynamodb_writes_atomic
+from tests.support.moto_clients import ReusedClientsSession
 
 make_dynamodb_writes_atomic()
 
-# One session for every test's provisioning: a new session would load each service's model from disk again,
-# which costs more than creating the resources (moto's state is per mock, not per session).
-_PROVISIONING_SESSION = boto3.Session(region_name=REGION)
+# One session and its clients for every test's provisioning: a new session would load each service's model from
+# disk again, and making the clients costs about as much as creating the resources (tests.support.moto_clients).
+_PROVISIONING_SESSION = ReusedClientsSession(region_name=REGION)
 
 # Shared fixtures of their own modules (e.g. `channels`, what subscribers receive).
 pytest_plugins = ["tests.support.subscribers"]

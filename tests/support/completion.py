@@ -4,14 +4,13 @@ constants, jobs in the states a webhook finds them in, fal's delivery bodies and
 import json
 from typing import Any
 
-import boto3
-
 from avatarjobs import composition
 from avatarjobs.domain.job import Job, JobStatus, isoformat, utc_now
 from avatarjobs.domain.requests import FalMultiTextRequest, MirakoTalkingAvatarRequest
 from avatarjobs.providers.mirako import new_webhook_token
-from devstack.cloudformation import REGION, Stack
+from devstack.cloudformation import Stack
 from tests.api_events import OWNER
+from tests.support import moto_clients
 
 FAL = "https://queue.fal.run"
 MIRAKO = "https://mirako.co"
@@ -82,7 +81,7 @@ def fal_body(status: str = "OK", request_id: str = REQUEST_ID) -> bytes:
 
 
 def queued(stack: Stack, queue: str) -> list[dict[str, Any]]:
-    sqs = boto3.client("sqs", region_name=REGION)
+    sqs = moto_clients.sqs()
     messages: list[dict[str, Any]] = []
     while batch := sqs.receive_message(QueueUrl=stack.refs[queue], MaxNumberOfMessages=10).get("Messages", []):
         messages.extend(dict(message) for message in batch)

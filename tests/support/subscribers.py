@@ -10,14 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from avatarjobs import composition
-from devstack.cloudformation import REGION, Stack
+from devstack.cloudformation import Stack
 from functions.notify import app as notify_app
 from tests.lambda_context import LambdaContext
+from tests.support import moto_clients
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -54,9 +53,9 @@ class Channels:
 
 @pytest.fixture
 def channels(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Channels]:
-    sns = boto3.client("sns", region_name=REGION)
-    events = boto3.client("events", region_name=REGION)
-    sqs = boto3.client("sqs", region_name=REGION)
+    sns = moto_clients.sns()
+    events = moto_clients.events()
+    sqs = moto_clients.sqs()
     environment = stack.function_environment("NotifyFunction")
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
@@ -88,7 +87,7 @@ def real_stream_records(stack: Stack) -> list[dict[str, Any]]:
     """Every record of the Jobs table's stream, as the event source mapping hands them to Lambda."""
     # botocore sends DynamoDB Streams calls to an account-based endpoint (<account>.streams-ddb...), which
     # moto does not route; the regional endpoint reaches moto.
-    streams = boto3.client("dynamodbstreams", region_name=REGION, config=Config(account_id_endpoint_mode="disabled"))
+    streams = moto_clients.dynamodb_streams()
     stream_arn = stack.attributes[("JobsTable", "StreamArn")]
     records: list[dict[str, Any]] = []
     for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:

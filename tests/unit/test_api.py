@@ -6,17 +6,17 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import pytest
 
 from avatarjobs import composition
 from avatarjobs.domain import limits
 from avatarjobs.domain.job import JobOutput, JobStatus
 from avatarjobs.domain.messages import JobMessage
-from devstack.cloudformation import REGION, Stack
+from devstack.cloudformation import Stack
 from functions.api.app import lambda_handler
 from tests.api_events import OWNER, api_event, load_event
 from tests.lambda_context import LambdaContext
+from tests.support import moto_clients
 from tests.support.aws_calls import calls_made
 
 FACE = "https://example.com/face.png"
@@ -72,7 +72,7 @@ def call(stack: Stack) -> Call:
 
 
 def dispatch_messages(stack: Stack) -> list[dict[str, Any]]:
-    sqs = boto3.client("sqs", region_name=REGION)
+    sqs = moto_clients.sqs()
     messages: list[dict[str, Any]] = []
     while True:
         batch = sqs.receive_message(QueueUrl=stack.refs["DispatchQueue"], MaxNumberOfMessages=10).get("Messages", [])
@@ -134,7 +134,7 @@ def test_a_data_uri_input_is_moved_to_the_inputs_bucket(call: Call, stack: Stack
     job = composition.jobs_service().get_job(OWNER, body["job_id"])
     key = f"inline/{OWNER}/{body['job_id']}/image_url"
     assert job.request["image_url"] == f"s3://{stack.refs['InputsBucket']}/{key}"
-    stored = boto3.client("s3", region_name=REGION).get_object(Bucket=stack.refs["InputsBucket"], Key=key)
+    stored = moto_clients.s3().get_object(Bucket=stack.refs["InputsBucket"], Key=key)
     assert stored["ContentType"] == "image/png"
     assert stored["Body"].read() == base64.b64decode(PNG_DATA_URI.split(",", 1)[1])
 

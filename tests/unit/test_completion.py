@@ -7,7 +7,6 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import boto3
 import httpx
 import pytest
 import respx
@@ -26,6 +25,7 @@ from functions.reconcile import app as reconcile_app
 from functions.webhook import app as webhook_app
 from tests.api_events import OWNER, api_event, load_event
 from tests.lambda_context import LambdaContext
+from tests.support import moto_clients
 from tests.support.aws_calls import calls_made
 from tests.support.completion import (
     FAL_URLS,
@@ -83,7 +83,7 @@ def stored(job_id: str) -> Job:
 
 
 def videos(stack: Stack) -> list[str]:
-    listing = boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=stack.refs["OutputsBucket"])
+    listing = moto_clients.s3().list_objects_v2(Bucket=stack.refs["OutputsBucket"])
     return [item["Key"] for item in listing.get("Contents", [])]
 
 
@@ -159,7 +159,7 @@ def test_a_signed_webhook_for_a_job_stored_before_its_finalizing_key_is_recorded
     env: Stack, fal_key: SigningKey
 ) -> None:
     job = submitted_fal_job()
-    boto3.client("dynamodb", region_name=REGION).update_item(
+    moto_clients.dynamodb().update_item(
         TableName=env.refs["JobsTable"],
         Key={"job_id": {"S": job.job_id}},
         UpdateExpression="REMOVE #key",

@@ -1,6 +1,5 @@
 """composition.override: the use cases built in the block get the given adapters, and none keeps them after."""
 
-import boto3
 import pytest
 
 from avatarjobs import composition
@@ -9,15 +8,16 @@ from avatarjobs.domain.errors import JobNotFound
 from avatarjobs.domain.ids import new_job_id
 from avatarjobs.domain.job import Job
 from avatarjobs.net.safe_fetch import SafeFetcher
-from devstack.cloudformation import REGION, Stack
+from devstack.cloudformation import Stack
 from tests.api_events import OWNER
+from tests.support import moto_clients
 
 
 class RecordingJobs(DynamoJobsRepository):
     """The real repository, noting the ids it is asked for."""
 
     def __init__(self, stack: Stack) -> None:
-        client = boto3.client("dynamodb", region_name=REGION)
+        client = moto_clients.dynamodb()
         super().__init__(client, stack.refs["JobsTable"], stack.refs["IdempotencyTable"])
         self.asked: list[str] = []
 

@@ -27,6 +27,7 @@ from functions.dead_letter import app as dead_letter_app
 from functions.dispatch import app as dispatch_app
 from tests.api_events import OWNER, load_event
 from tests.lambda_context import LambdaContext, SimulatedClock
+from tests.support import moto_clients
 from tests.support.aws_calls import calls_made
 
 FAL = "https://queue.fal.run"
@@ -79,7 +80,7 @@ def data_uri(content_type: str, data: bytes) -> str:
 
 def received_records(stack: Stack, queue: str = "DispatchQueue", *, at_most: int = 1) -> list[dict[str, Any]]:
     """The next messages of the queue, as the SQS event source hands them to Lambda (with real receipt handles)."""
-    sqs = boto3.client("sqs", region_name=REGION)
+    sqs = moto_clients.sqs()
     messages = sqs.receive_message(
         QueueUrl=stack.refs[queue], MaxNumberOfMessages=at_most, MessageSystemAttributeNames=["All"]
     ).get("Messages", [])
@@ -217,7 +218,7 @@ def test_a_batch_longer_than_its_invocation_tries_every_message_before_it_spends
         return fal_ticket(next(request_ids))
 
     route = respx.post(f"{FAL}/{FAL_MODEL}").mock(side_effect=slow_accept)
-    sqs = boto3.client("sqs", region_name=REGION)
+    sqs = moto_clients.sqs()
     receive_counts: dict[str, str] = {}  # message id: its ApproximateReceiveCount when handed to the dispatcher
     for _invocation in range(10):  # what the event source does: receive a batch, delete what was not reported
         records = received_records(dispatch_env, at_most=5)
@@ -285,7 +286,7 @@ def test_a_retryable_failure_leaves_the_job_accepted_and_backs_off(dispatch_env:
     assert waiting.last_error is not None
     assert waiting.last_error.code == "PROVIDER_RATE_LIMITED"
     # The message was made invisible for the provider's Retry-After instead of the queue's default.
-    sqs = boto3.client("sqs", region_name=REGION)
+    sqs = moto_clients.sqs()
     assert "Messages" not in sqs.receive_message(QueueUrl=dispatch_env.refs["DispatchQueue"])
 
     route = fal_accepts()  # the same route, now answering 200

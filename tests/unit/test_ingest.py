@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote_plus
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -25,6 +24,7 @@ from functions.ingest import app as ingest_app
 from functions.ingest.app import IntakeIncomplete
 from tests.api_events import load_event
 from tests.lambda_context import LambdaContext
+from tests.support import moto_clients
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"face" * 16
 WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"voice" * 16
@@ -51,7 +51,7 @@ def ingest_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]
     if "IngestFunction" in stack.template["Resources"] and "JobEventBus" in stack.refs:
         environment = stack.function_environment("IngestFunction")
     else:
-        boto3.client("events", region_name=REGION).create_event_bus(Name=BUS_NAME)
+        moto_clients.events().create_event_bus(Name=BUS_NAME)
         environment = {**stack.function_environment("ApiFunction"), "JOB_EVENT_BUS_NAME": BUS_NAME}
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
@@ -63,8 +63,8 @@ def ingest_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]
 @pytest.fixture
 def rejections(ingest_env: Stack) -> str:
     """A queue that receives the bus's "Avatar Video Request Rejected" events."""
-    sqs = boto3.client("sqs", region_name=REGION)
-    events = boto3.client("events", region_name=REGION)
+    sqs = moto_clients.sqs()
+    events = moto_clients.events()
     url = sqs.create_queue(QueueName="rejections-subscriber")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     bus = composition.settings().job_event_bus_name
@@ -83,7 +83,7 @@ def inputs_bucket() -> str:
 
 
 def s3() -> Any:
-    return boto3.client("s3", region_name=REGION)
+    return moto_clients.s3()
 
 
 def put(key: str, body: bytes | str | dict[str, Any] | list[Any], content_type: str = "application/json") -> str:
@@ -166,7 +166,7 @@ def job(owner: str, job_id: str) -> Job:
 
 
 def queued_job_ids(stack: Stack) -> list[str]:
-    sqs = boto3.client("sqs", region_name=REGION)
+    sqs = moto_clients.sqs()
     messages = sqs.receive_message(QueueUrl=stack.refs["DispatchQueue"], MaxNumberOfMessages=10)
     return [json.loads(message["Body"])["job_id"] for message in messages.get("Messages", [])]
 
@@ -181,7 +181,7 @@ def report(key: str) -> dict[str, Any] | None:
 
 
 def received_rejections(queue_url: str) -> list[dict[str, Any]]:
-    sqs = boto3.client("sqs", region_name=REGION)
+    sqs = moto_clients.sqs()
     messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
     return [json.loads(message["Body"]) for message in messages]
 

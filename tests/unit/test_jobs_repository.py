@@ -3,7 +3,6 @@
 import threading
 from datetime import UTC, datetime
 
-import boto3
 import pytest
 
 from avatarjobs.adapters.jobs_table import DynamoJobsRepository
@@ -12,12 +11,13 @@ from avatarjobs.domain.ids import new_job_id
 from avatarjobs.domain.job import Job, JobOutput, JobStatus, isoformat
 from avatarjobs.domain.ports import IdempotencyKeyTaken, IdempotencyRecord
 from avatarjobs.domain.state_machine import JobEvent, next_status
-from devstack.cloudformation import REGION, Stack
+from devstack.cloudformation import Stack
+from tests.support import moto_clients
 
 
 @pytest.fixture
 def repository(stack: Stack) -> DynamoJobsRepository:
-    client = boto3.client("dynamodb", region_name=REGION)
+    client = moto_clients.dynamodb()
     return DynamoJobsRepository(client, stack.refs["JobsTable"], stack.refs["IdempotencyTable"])
 
 

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-import boto3
 import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
@@ -21,10 +20,11 @@ from avatarjobs.domain.ids import new_job_id
 from avatarjobs.domain.job import Job, JobStatus, isoformat
 from avatarjobs.domain.job_events import subscriber_event
 from avatarjobs.partial_batch import EveryRecordFailed
-from devstack.cloudformation import REGION, Stack
+from devstack.cloudformation import Stack
 from functions.notify import app as notify_app
 from tests.api_events import OWNER, load_event
 from tests.lambda_context import LambdaContext
+from tests.support import moto_clients
 from tests.support.subscribers import Channels, real_stream_records
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ PATHS: dict[JobStatus, list[JobStatus]] = {
 
 @pytest.fixture
 def repository(stack: Stack) -> DynamoJobsRepository:
-    client = boto3.client("dynamodb", region_name=REGION)
+    client = moto_clients.dynamodb()
     return DynamoJobsRepository(client, stack.refs["JobsTable"], stack.refs["IdempotencyTable"])
 
 
@@ -394,7 +394,7 @@ def test_a_missing_topic_fails_the_invocation_and_tells_the_bus_nothing(
 ) -> None:
     jobs = [job_in(repository, S.RUNNING) for _ in range(2)]
     records = [stream_record(stack, job, finish(repository, job, S.FAILED, stack)) for job in jobs]
-    boto3.client("sns", region_name=REGION).delete_topic(TopicArn=channels.topic_arn)
+    moto_clients.sns().delete_topic(TopicArn=channels.topic_arn)
     # Every record failed: an invocation error (the errors alarm; Lambda bisects and retries the batch).
     with pytest.raises(EveryRecordFailed, match="All records failed"):
         notify(*records)

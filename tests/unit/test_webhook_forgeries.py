@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import httpx
 import pytest
 import respx
@@ -22,10 +21,11 @@ from nacl.signing import SigningKey
 
 from avatarjobs.domain.job import Job
 from avatarjobs.domain.limits import WEBHOOK_BODY_MAX_BYTES
-from devstack.cloudformation import REGION, Stack
+from devstack.cloudformation import Stack
 from functions.webhook import app as webhook_app
 from tests.api_events import api_event
 from tests.lambda_context import LambdaContext
+from tests.support import moto_clients
 from tests.support.completion import (
     MIRAKO,
     REQUEST_ID,
@@ -54,7 +54,7 @@ def call(provider: str, job_id: str, body: bytes, headers: dict[str, str], *, bi
 
 
 def stored_item(stack: Stack, job_id: str) -> dict[str, Any]:
-    found = boto3.client("dynamodb", region_name=REGION).get_item(
+    found = moto_clients.dynamodb().get_item(
         TableName=stack.refs["JobsTable"], Key={"job_id": {"S": job_id}}, ConsistentRead=True
     )
     return dict(found["Item"])
