@@ -18,6 +18,7 @@ import pytest
 import respx
 
 from avatarjobs import composition
+from avatarjobs.adapters.media_fetcher import SafeMediaFetcher
 from avatarjobs.domain.dispatch_service import INPUT_FETCH_MARGIN_SECONDS
 from avatarjobs.domain.job import Job, JobStatus, isoformat, utc_now
 from avatarjobs.domain.requests import FalMultiTextRequest, MirakoTalkingAvatarRequest
@@ -568,7 +569,7 @@ def test_a_mirako_input_whose_name_resolves_to_a_private_address_fails_the_job(d
         lookups.append(host)
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.20.30.40", 443))]
 
-    composition.dispatcher()._stager._fetcher = SafeFetcher(resolver=private_resolver)
+    composition.dispatcher()._stager._fetcher = SafeMediaFetcher(SafeFetcher(resolver=private_resolver))
     respx.route(host="avatars.example.net").pass_through()  # to the fetcher's own vetting connection layer
     job = mirako_job("https://avatars.example.net/face.png", data_uri("audio/wav", WAV))
     submit = respx.post(f"{MIRAKO}/v1/video/async_generate_talking_avatar")
@@ -583,6 +584,6 @@ def test_a_mirako_input_whose_name_resolves_to_a_private_address_fails_the_job(d
 
 def test_the_environment_template_yaml_gives_refuses_loopback(dispatch_env: Stack) -> None:
     assert composition.provider_settings().allow_loopback_http is False
-    fetcher = composition.dispatcher()._stager._fetcher
+    fetcher = composition._safe_fetcher()  # the one the dispatcher's media fetcher reads through
     with pytest.raises(UnsafeUrl):
         fetcher.fetch("http://127.0.0.1:8080/face.png", max_bytes=10, allowed_content_types={"image/png"})
