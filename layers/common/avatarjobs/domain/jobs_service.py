@@ -228,8 +228,11 @@ class JobsService:
     def _cancel_at_provider(self, job: Job) -> Job:
         if self._providers is None or job.provider_request_id is None:
             return job
+        provider = self._providers(job.provider)
+        if not provider.capabilities.cancels:
+            return job  # it runs to its end: its webhook or the reconciler tells how
         try:
-            outcome = self._providers(job.provider).cancel(submission_of(job))
+            outcome = provider.cancel(submission_of(job))
         except ProviderError:
             logger.warning("provider cancel failed; the reconciler follows the job", extra={"job_id": job.job_id})
             return job

@@ -191,8 +191,8 @@ class RejectionPublisher(Protocol):
 
 
 class InputDelivery(StrEnum):
-    URLS = "urls"  # the provider fetches media itself: s3:// inputs become presigned URLs (fal)
-    BYTES = "bytes"  # the provider takes the bytes in the request: we read them (Mirako)
+    URLS = "urls"  # the provider fetches media itself: s3:// inputs become presigned URLs
+    BYTES = "bytes"  # the provider takes the bytes in the request: we read them
 
 
 @dataclass(frozen=True)
@@ -225,8 +225,8 @@ class Provider(Protocol):
     ) -> Submission:
         """Start a generation; the provider calls `webhook_url` when it ends.
 
-        fal: `inputs` is the model's input, media fields holding fetchable https URLs.
-        Mirako: `inputs` holds `image` (bytes) and either `audio` (bytes) or `text` + `voice_profile_id`.
+        `inputs` as the capabilities say: URLS, the model's input with media fields as fetchable https URLs;
+        BYTES, the media read (bytes, under the names of `byte_inputs`) and the `passed_inputs` as they are.
         `start_within_seconds`: the provider is to drop the job, unbilled, if it has not started it by then
         (fal's X-Fal-Request-Timeout); a provider without such a deadline ignores it.
         """
@@ -243,6 +243,7 @@ class Provider(Protocol):
     def verify_webhook(self, headers: Mapping[str, str], raw_body: bytes, *, token_sha256: str | None) -> WebhookNotice:
         """Authenticates a webhook call and reads it; InvalidWebhook when it is not genuine.
 
-        fal: the ED25519 signature over the raw body. Mirako: the job's Bearer token, against `token_sha256`.
+        Signed webhooks: the signature over the raw body (`token_sha256` is None). Otherwise the job's own token,
+        against `token_sha256`, the hash stored with the dispatch claim.
         """
         ...
