@@ -1,13 +1,13 @@
 """Fault injection for the local stack: which calls fail (an exact, evenly spread share), and a record of each.
 
 The knobs, all off unless asked for:
-- Provider emulators (devstack/emulators/settings.py): `rate_limit_submit_fraction` and
-  `server_error_submit_fraction` (the first submit of that share of jobs answers 429 or 503, their retry goes
-  through), `drop_webhook_fraction` (that share of runs sends no webhook), `webhook_copies`, `fail_runs`,
-  `media_error_runs` (the next N runs' videos answer 503 on every download), `slow_media` (the next N
-  video downloads stall half way, long enough to crash the downloader), lost answers of accepted submits
-  (`submit_answer_drops`, `submit_gateway_errors` and their fractions), fal's `app_error_runs`, and their
-  request record (docs/emulators.md lists every knob with its provider evidence).
+- Provider emulators (devstack/emulators/settings.py, decided in fault_knobs.py there and in each emulator):
+  `rate_limit_submit_fraction` and `server_error_submit_fraction` (the first submit of that share of jobs answers
+  429 or 503, their retry goes through), `drop_webhook_fraction` (that share of runs sends no webhook),
+  `webhook_copies`, `fail_runs`, `media_error_runs` (the next N runs' videos answer 503 on every download),
+  `slow_media` (the next N video downloads stall half way, long enough to crash the downloader), lost answers of
+  accepted submits (`submit_answer_drops`, `submit_gateway_errors` and their fractions), fal's `app_error_runs`,
+  and their request record (docs/emulators.md lists every knob with its provider evidence).
 - Function workers: `LocalStack(s3_upload_failures={"FinalizeFunction": 0.05})` sets
   DEVSTACK_S3_UPLOAD_FAILURE_RATE in that function's worker, which then answers the first attempt of that
   share of its S3 uploads (PutObject, UploadPart) with S3's 500 InternalError, at the botocore boundary, before

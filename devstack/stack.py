@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any, Self
 from devstack.api_gateway import ApiGateway
 from devstack.cloudformation import REGION, TEMPLATE_PATH, FunctionSpec, Stack, load_template, provision
 from devstack.emulators.settings import settings_from_environment
-from devstack.event_sources import Poller, event_sources_of, stop_all
+from devstack.event_sources.from_template import event_sources_of
+from devstack.event_sources.poller import Poller, stop_all
 from devstack.faults import FAULT_LOG_VARIABLE, S3_UPLOAD_FAILURE_RATE_VARIABLE, read_faults, record_fault
 from devstack.lambda_worker import FunctionError, Worker
 from devstack.moto_server import FAKE_CREDENTIALS, local_session

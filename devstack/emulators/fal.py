@@ -27,17 +27,11 @@ from nacl.signing import SigningKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from devstack import media
-from devstack.emulators.server import (
-    Emulator,
-    InputUnavailable,
-    Request,
-    Response,
-    Run,
-    fetch_input,
-    json_response,
-    run_from_command_line,
-    truncated,
-)
+from devstack.emulators.fault_knobs import answer_of_submit
+from devstack.emulators.http_serving import Request, Response, json_response
+from devstack.emulators.outbound import InputUnavailable, fetch_input
+from devstack.emulators.runs import Run
+from devstack.emulators.server import Emulator, run_from_command_line, truncated
 from devstack.emulators.settings import EmulatorSettings
 
 APP = "fal-ai/ai-avatar"  # the queue app: every model's status, result and cancel URLs live under it
@@ -188,7 +182,7 @@ class FalEmulator(Emulator):
         return self.api_key is None or secrets.compare_digest(key.strip(), self.api_key)
 
     def _request_route(self, request: Request, request_id: str, action: str) -> Response:
-        run = self.run_of(request_id)
+        run = self.runs.get(request_id)
         handlers = {("GET", "status"): self._status, ("GET", ""): self._result, ("PUT", "cancel"): self._cancel}
         handler = handlers.get((request.method, action))
         if handler is None:
@@ -204,7 +198,7 @@ class FalEmulator(Emulator):
     def _submit(self, request: Request, model: str) -> Response:
         settings = self.settings.current()
         webhook_url = request.query_value("fal_webhook") or ""
-        refusal = self.submit_refusal(webhook_url)
+        refusal = self.faults.submit_refusal(webhook_url)
         if refusal == "server_error":
             body = {"detail": "Service temporarily unavailable, please retry."}
             response = json_response(503, body, headers={"X-Fal-Retryable": "true"})
@@ -224,7 +218,9 @@ class FalEmulator(Emulator):
         root = f"{self.base_url}/{APP}/requests/{request_id}"
         caller = webhook_url or request_id
         failing = self.settings.take("fail_runs")
-        app_error = not failing and (self.settings.take("app_error_runs") or self.selects("app_error_fraction", caller))
+        app_error = not failing and (
+            self.settings.take("app_error_runs") or self.faults.selects("app_error_fraction", caller)
+        )
         run = FalRun(
             request_id=request_id,
             webhook_url=webhook_url or None,
@@ -232,22 +228,22 @@ class FalEmulator(Emulator):
             inputs=inputs,
             urls={"status_url": f"{root}/status", "response_url": root, "cancel_url": f"{root}/cancel"},
             inject_failure=failing,
-            drop_webhook=self.drops_webhook(caller),
+            drop_webhook=self.faults.drops_webhook(caller),
             media_errors=not failing and not app_error and self.settings.take("media_error_runs"),
             payload_error=self.settings.take("webhook_payload_errors"),
             app_error=app_error,
-            submit_answer=self.submit_answer_fault(caller),
+            submit_answer=self.faults.submit_answer_fault(caller),
             start_timeout_seconds=start_timeout,
             start_deadline=None if start_timeout is None else time.monotonic() + start_timeout,
         )
-        self.add_run(run, lambda: self._generate(run))
+        self.runs.add(run, lambda: self._generate(run))
         ticket = {
             "request_id": request_id,
             "status": "IN_QUEUE",
             **run.urls,
-            "queue_position": self.queue_position(run),
+            "queue_position": self.runs.queue_position(run),
         }
-        return self.answer_of_submit(run, json_response(200, ticket))
+        return answer_of_submit(run, json_response(200, ticket))
 
     # -- status, result, cancel ---------------------------------------------------------------------------------
 
@@ -256,7 +252,7 @@ class FalEmulator(Emulator):
         document: dict[str, Any] = {"status": run.status, "request_id": run.request_id, **run.urls}
         document["logs"] = list(run.logs) if with_logs else None
         if run.status == "IN_QUEUE":
-            document["queue_position"] = self.queue_position(run)
+            document["queue_position"] = self.runs.queue_position(run)
             return json_response(202, document)
         if run.status == "IN_PROGRESS":
             return json_response(202, document)
@@ -290,16 +286,16 @@ class FalEmulator(Emulator):
 
     def _generate(self, run: FalRun) -> None:
         settings = self.settings.current()
-        if not settings.instant and not self.wait(run, settings.queue_seconds):
+        if not settings.instant and not self.runs.wait(run, settings.queue_seconds):
             self._end_unstarted(run)
             return
-        with self.worker_slot(run) as started:
+        with self.runs.worker_slot(run) as started:
             if not started:
                 self._end_unstarted(run)
                 return
             run.status, run.started_at = "IN_PROGRESS", time.time()
             run.log(f"Generating with {run.model}")
-            if not settings.instant and not self.wait(run, settings.delay_seconds):
+            if not settings.instant and not self.runs.wait(run, settings.delay_seconds):
                 self._end_canceled(run, was_running=True)
                 return
             self._produce(run, settings)

@@ -21,7 +21,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from devstack import media
-from devstack.emulators.server import Emulator, Request, Response, Run, json_response, run_from_command_line
+from devstack.emulators.fault_knobs import answer_of_submit
+from devstack.emulators.http_serving import Request, Response, json_response
+from devstack.emulators.runs import Run
+from devstack.emulators.server import Emulator, run_from_command_line
 from devstack.emulators.settings import EmulatorSettings
 
 GENERATE_PATH = "/v1/video/async_generate_talking_avatar"
@@ -144,7 +147,7 @@ class MirakoEmulator(Emulator):
     def _submit(self, request: Request) -> Response:
         settings = self.settings.current()
         caller = _webhook_url_of(request.body)
-        refusal = self.submit_refusal(caller)
+        refusal = self.faults.submit_refusal(caller)
         if refusal == "server_error":
             response = problem(503, "Service Unavailable", "the service is busy, please retry")
             return self.reject(response, webhook_url=caller, fault=refusal)
@@ -176,13 +179,13 @@ class MirakoEmulator(Emulator):
             audio=audio,
             auth_token=auth_token,
             inject_failure=failing,
-            drop_webhook=self.drops_webhook(webhook_url or task_id),
+            drop_webhook=self.faults.drops_webhook(webhook_url or task_id),
             media_errors=not failing and self.settings.take("media_error_runs"),
-            submit_answer=self.submit_answer_fault(webhook_url or task_id),
+            submit_answer=self.faults.submit_answer_fault(webhook_url or task_id),
         )
-        self.add_run(run, lambda: self._generate(run))
+        self.runs.add(run, lambda: self._generate(run))
         answer = json_response(200, {"data": {"task_id": run.request_id, "status": "IN_QUEUE"}})
-        return self.answer_of_submit(run, answer)
+        return answer_of_submit(run, answer)
 
     @staticmethod
     def _webhook(value: Any, errors: list[dict[str, Any]]) -> tuple[str | None, str | None]:
@@ -205,7 +208,7 @@ class MirakoEmulator(Emulator):
         return "".join(secrets.choice(_TASK_ID_ALPHABET) for _ in range(12))
 
     def _status(self, task_id: str) -> Response:
-        run = self.run_of(task_id)
+        run = self.runs.get(task_id)
         if not isinstance(run, MirakoRun):
             return problem(404, "Not Found", f"task {task_id} not found")
         data: dict[str, Any] = {"task_id": run.request_id, "status": run.status}
@@ -219,13 +222,13 @@ class MirakoEmulator(Emulator):
 
     def _generate(self, run: MirakoRun) -> None:
         settings = self.settings.current()
-        if not settings.instant and not self.wait(run, settings.queue_seconds):
+        if not settings.instant and not self.runs.wait(run, settings.queue_seconds):
             return  # the emulator stops (Mirako has no cancel)
-        with self.worker_slot(run) as started:
+        with self.runs.worker_slot(run) as started:
             if not started:
                 return
             run.status, run.started_at = "IN_PROGRESS", time.time()
-            if not settings.instant and not self.wait(run, settings.delay_seconds):
+            if not settings.instant and not self.runs.wait(run, settings.delay_seconds):
                 return
             self._produce(run, settings)
             run.image = run.audio = b""  # not needed any more: do not hold them for the emulator's life

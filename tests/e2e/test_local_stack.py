@@ -22,15 +22,10 @@ import pytest
 
 from devstack.api_gateway import LOCAL_API_KEY_ID, ApiGateway
 from devstack.cloudformation import REGION, TEMPLATE_PATH, load_template
-from devstack.event_sources import (
-    DynamoDBStreamSource,
-    UnsupportedTemplate,
-    check_pattern,
-    filter_patterns,
-    pattern_matches,
-    sqs_record,
-    stream_record,
-)
+from devstack.event_sources import UnsupportedTemplate
+from devstack.event_sources.dynamodb_stream import DynamoDBStreamSource, stream_record
+from devstack.event_sources.patterns import check_pattern, filter_patterns, pattern_matches
+from devstack.event_sources.sqs import sqs_record
 from devstack.lambda_worker import FunctionError
 from devstack.moto_server import local_session
 from devstack.processes import REPO_ROOT

@@ -5,12 +5,13 @@ import json
 from typing import Any
 
 from avatarjobs import composition
+from avatarjobs.domain.ids import new_webhook_token
 from avatarjobs.domain.job import Job, JobStatus, isoformat, utc_now
 from avatarjobs.domain.requests import FalMultiTextRequest, MirakoTalkingAvatarRequest
-from avatarjobs.providers.mirako import new_webhook_token
 from devstack.cloudformation import Stack
 from tests.api_events import OWNER
 from tests.support import moto_clients
+from tests.support.job_states import move
 
 FAL = "https://queue.fal.run"
 MIRAKO = "https://mirako.co"
@@ -40,7 +41,8 @@ def new_fal_job() -> Job:
 
 def submitted_fal_job(**changes: Any) -> Job:
     job = new_fal_job()
-    return composition.jobs_repository().update_status(
+    return move(
+        composition.jobs_repository(),
         job,
         JobStatus.SUBMITTED,
         now=isoformat(utc_now()),
@@ -61,7 +63,8 @@ def new_mirako_job() -> Job:
 def submitted_mirako_job() -> tuple[Job, str]:
     job = new_mirako_job()
     token, token_hash = new_webhook_token()
-    job = composition.jobs_repository().update_status(
+    job = move(
+        composition.jobs_repository(),
         job,
         JobStatus.SUBMITTED,
         now=isoformat(utc_now()),

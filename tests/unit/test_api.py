@@ -18,6 +18,7 @@ from tests.api_events import OWNER, api_event, load_event
 from tests.lambda_context import LambdaContext
 from tests.support import moto_clients
 from tests.support.aws_calls import calls_made
+from tests.support.job_states import move
 
 FACE = "https://example.com/face.png"
 SPEECH = "https://example.com/speech.wav"
@@ -460,9 +461,13 @@ def test_a_succeeded_job_has_a_presigned_video_url(call: Call, stack: Stack) -> 
     )
     job = service.get_job(OWNER, created["job_id"])
     for target in (JobStatus.SUBMITTED, JobStatus.FINALIZING):
-        job = composition.jobs_repository().update_status(job, target, now=job.created_at)
-    composition.jobs_repository().update_status(
-        job, JobStatus.SUCCEEDED, now=job.created_at, changes={"output": output.model_dump()}
+        job = move(composition.jobs_repository(), job, target, now=job.created_at)
+    move(
+        composition.jobs_repository(),
+        job,
+        JobStatus.SUCCEEDED,
+        now=job.created_at,
+        changes={"output": output.model_dump()},
     )
 
     status, _, body = call("GET", f"/jobs/{created['job_id']}")
@@ -561,7 +566,7 @@ def test_a_submitted_job_moves_to_cancel_requested(call: Call) -> None:
     job_id = call("POST", "/jobs", body=job_body())[2]["job_id"]
     service = composition.jobs_service()
     job = service.get_job(OWNER, job_id)
-    composition.jobs_repository().update_status(job, JobStatus.SUBMITTED, now=job.created_at)
+    move(composition.jobs_repository(), job, JobStatus.SUBMITTED, now=job.created_at)
     status, _, body = call("POST", f"/jobs/{job_id}/cancel")
     assert (status, body["status"]) == (202, "CANCEL_REQUESTED")
     status, _, body = call("POST", f"/jobs/{job_id}/cancel")  # asking again changes nothing

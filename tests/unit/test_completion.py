@@ -15,8 +15,8 @@ from nacl.signing import SigningKey
 from avatarjobs import composition
 from avatarjobs.adapters.jobs_table import FINALIZING_OWNER_STATUS
 from avatarjobs.call_deadline import API_GATEWAY_INTEGRATION_SECONDS, MARGIN_SECONDS
+from avatarjobs.domain.ids import new_webhook_token
 from avatarjobs.domain.job import Job, JobError, JobStatus, ProviderResult, isoformat, utc_now
-from avatarjobs.providers.mirako import new_webhook_token
 from devstack.cloudformation import REGION, Stack
 from functions.api import app as api_app
 from functions.dead_letter import app as dead_letter_app
@@ -40,6 +40,7 @@ from tests.support.completion import (
     submitted_fal_job,
     submitted_mirako_job,
 )
+from tests.support.job_states import backdate, move
 from tests.support.subscribers import Channels, notify_from_stream
 
 
@@ -183,8 +184,12 @@ def test_a_signed_webhook_for_a_job_whose_submit_answer_was_lost_adopts_the_requ
 ) -> None:
     job = new_fal_job()
     if status == JobStatus.SUBMITTED:  # the submit timed out: the provider may have it
-        job = composition.jobs_repository().update_status(
-            job, JobStatus.SUBMITTED, now=isoformat(utc_now()), changes={"submission_unconfirmed": True}
+        job = move(
+            composition.jobs_repository(),
+            job,
+            JobStatus.SUBMITTED,
+            now=isoformat(utc_now()),
+            changes={"submission_unconfirmed": True},
         )
     body = fal_body()
     assert deliver("fal", job.job_id, body, fal_headers(fal_key, body)) == (200, {"status": "recorded"})
@@ -419,7 +424,7 @@ def test_the_sample_webhook_events_run_through_the_handler(env: Stack) -> None:
 
 def test_a_video_on_a_host_that_is_not_the_providers_fails_the_job(env: Stack) -> None:
     job = submitted_fal_job()
-    composition.provider_progress().completed(job, ProviderResult(video_url="https://evil.example/x.mp4"))
+    composition.provider_outcomes().completed(job, ProviderResult(video_url="https://evil.example/x.mp4"))
     assert run_finalize(env, queued(env, "FinalizeQueue")) == []
     failed = stored(job.job_id)
     assert failed.status == JobStatus.FAILED
@@ -431,7 +436,7 @@ def test_a_video_on_a_host_that_is_not_the_providers_fails_the_job(env: Stack) -
 def test_a_failed_download_is_retried_then_dead_lettered_into_a_failed_job(env: Stack) -> None:
     job = submitted_fal_job()
     respx.get(VIDEO_URL).mock(return_value=httpx.Response(503))
-    composition.provider_progress().completed(job, ProviderResult(video_url=VIDEO_URL))
+    composition.provider_outcomes().completed(job, ProviderResult(video_url=VIDEO_URL))
     messages = queued(env, "FinalizeQueue")
     assert run_finalize(env, messages) == [messages[0]["MessageId"]]
     waiting = stored(job.job_id)
@@ -451,7 +456,7 @@ def test_a_failed_download_is_retried_then_dead_lettered_into_a_failed_job(env: 
 def finalizing_fal_job(result: ProviderResult | None = None) -> Job:
     """A job whose completion was recorded; its finalize message is taken off the queue and returned by `queued`."""
     job = submitted_fal_job()
-    composition.provider_progress().completed(job, result or ProviderResult(video_url=VIDEO_URL))
+    composition.provider_outcomes().completed(job, result or ProviderResult(video_url=VIDEO_URL))
     return stored(job.job_id)
 
 
@@ -515,8 +520,12 @@ def test_a_copy_finished_after_the_job_changed_closes_against_its_current_versio
 def test_a_finalize_message_for_a_job_that_ended_otherwise_changes_nothing(env: Stack) -> None:
     job = finalizing_fal_job()
     messages = queued(env, "FinalizeQueue")
-    failed = composition.jobs_repository().update_status(
-        job, JobStatus.FAILED, now=isoformat(utc_now()), changes={"error": {"code": "FINALIZE_FAILED", "message": "x"}}
+    failed = move(
+        composition.jobs_repository(),
+        job,
+        JobStatus.FAILED,
+        now=isoformat(utc_now()),
+        changes={"error": {"code": "FINALIZE_FAILED", "message": "x"}},
     )
     assert run_finalize(env, messages) == []  # acknowledged: a terminal status never changes, a retry would not help
     assert stored(job.job_id) == failed
@@ -529,7 +538,7 @@ def test_a_finalize_message_for_a_job_that_ended_otherwise_changes_nothing(env: 
 
 
 def _age(job: Job, **fields: str) -> Job:
-    return composition.jobs_repository().update_fields(job, now=job.updated_at, changes=fields)
+    return backdate(job, **fields)
 
 
 def test_a_job_whose_webhook_never_comes_is_finished_by_the_reconciler(env: Stack, channels: Channels) -> None:
@@ -628,8 +637,12 @@ def test_a_fal_model_error_is_coded_alike_by_its_webhook_and_by_polling(env: Sta
 def unconfirmed_fal_job(minutes_ago: float) -> Job:
     """A fal job whose submit answer was lost `minutes_ago`: SUBMITTED, unconfirmed, without a request id."""
     job = new_fal_job()
-    job = composition.jobs_repository().update_status(
-        job, JobStatus.SUBMITTED, now=isoformat(utc_now()), changes={"submission_unconfirmed": True}
+    job = move(
+        composition.jobs_repository(),
+        job,
+        JobStatus.SUBMITTED,
+        now=isoformat(utc_now()),
+        changes={"submission_unconfirmed": True},
     )
     return _age(job, status_since=isoformat(utc_now() - timedelta(minutes=minutes_ago)))
 
@@ -758,7 +771,7 @@ def test_a_slow_finalize_and_its_requeued_duplicate_succeed_once(env: Stack, cha
 
 def test_a_cancel_requested_mirako_job_follows_the_provider_to_canceled(env: Stack) -> None:
     job, _ = submitted_mirako_job()
-    job = composition.jobs_repository().update_status(job, JobStatus.CANCEL_REQUESTED, now=isoformat(utc_now()))
+    job = move(composition.jobs_repository(), job, JobStatus.CANCEL_REQUESTED, now=isoformat(utc_now()))
     job = _age(job, status_since=isoformat(utc_now() - timedelta(minutes=30)))
     respx.get(f"{MIRAKO}/v1/video/async_generate_talking_avatar/xdac2o3c/status").mock(
         return_value=httpx.Response(200, json={"data": {"task_id": "xdac2o3c", "status": "CANCELED"}})

@@ -584,7 +584,6 @@ def test_a_mirako_input_whose_name_resolves_to_a_private_address_fails_the_job(d
 
 def test_the_environment_template_yaml_gives_refuses_loopback(dispatch_env: Stack) -> None:
     assert composition.provider_settings().allow_loopback_http is False
-    composition.dispatcher()
-    fetcher = composition.safe_fetcher()  # the one the dispatcher's input staging was built with
+    fetcher = composition.safe_fetcher()  # the one the dispatcher's media fetcher reads through
     with pytest.raises(UnsafeUrl):
         fetcher.fetch("http://127.0.0.1:8080/face.png", max_bytes=10, allowed_content_types={"image/png"})

@@ -1,4 +1,6 @@
-"""The DynamoDB repository under moto, on the tables of template.yaml: conditional transitions and races."""
+"""The jobs repository's contract: conditional transitions through the state machine, and races. Every test runs
+against the DynamoDB repository under moto (on the tables of template.yaml) and against the in-memory fake the
+domain tests use (tests/support/fakes/), so the fake cannot drift from the table's semantics."""
 
 import threading
 from datetime import UTC, datetime
@@ -6,17 +8,20 @@ from datetime import UTC, datetime
 import pytest
 
 from avatarjobs.adapters.jobs_table import DynamoJobsRepository
-from avatarjobs.domain.errors import TransitionConflict
+from avatarjobs.domain.errors import InvalidTransition, TransitionConflict
 from avatarjobs.domain.ids import new_job_id
 from avatarjobs.domain.job import Job, JobOutput, JobStatus, isoformat
-from avatarjobs.domain.ports import IdempotencyKeyTaken, IdempotencyRecord
-from avatarjobs.domain.state_machine import JobEvent, next_status
-from devstack.cloudformation import Stack
+from avatarjobs.domain.ports import IdempotencyKeyTaken, IdempotencyRecord, JobAlreadyExists, JobsRepository
+from avatarjobs.domain.state_machine import JobEvent
 from tests.support import moto_clients
+from tests.support.fakes.jobs_repository import InMemoryJobsRepository
 
 
-@pytest.fixture
-def repository(stack: Stack) -> DynamoJobsRepository:
+@pytest.fixture(params=["dynamodb", "in_memory"])
+def repository(request: pytest.FixtureRequest) -> JobsRepository:
+    if request.param == "in_memory":
+        return InMemoryJobsRepository()
+    stack = request.getfixturevalue("stack")
     client = moto_clients.dynamodb()
     return DynamoJobsRepository(client, stack.refs["JobsTable"], stack.refs["IdempotencyTable"])
 
@@ -36,20 +41,23 @@ def make_job(owner: str = "owner-1", **overrides: object) -> Job:
     return job.model_copy(update=overrides)
 
 
-def test_a_job_round_trips_through_the_table(repository: DynamoJobsRepository) -> None:
+def test_a_job_round_trips_through_the_table(repository: JobsRepository) -> None:
     job = make_job()
     repository.create(job, None)
     assert repository.get(job.job_id) == job
 
 
-def test_creating_the_same_job_id_twice_is_refused(repository: DynamoJobsRepository) -> None:
+def test_creating_the_same_job_id_twice_is_refused(repository: JobsRepository) -> None:
     job = make_job()
     repository.create(job, None)
-    with pytest.raises(repository._client.exceptions.ConditionalCheckFailedException):
+    with pytest.raises(JobAlreadyExists):
         repository.create(job, None)
+    with pytest.raises(JobAlreadyExists):  # with an idempotency record too, which is not written then
+        repository.create(job, IdempotencyRecord("owner-1", "key-9", job.job_id, "print", expiration=2**40))
+    assert repository.get_idempotency_record("owner-1", "key-9") is None
 
 
-def test_an_idempotency_key_can_be_stored_once(repository: DynamoJobsRepository) -> None:
+def test_an_idempotency_key_can_be_stored_once(repository: JobsRepository) -> None:
     first, second = make_job(), make_job()
     record = IdempotencyRecord("owner-1", "key-1", first.job_id, "print", expiration=2**40)
     repository.create(first, record)
@@ -60,7 +68,7 @@ def test_an_idempotency_key_can_be_stored_once(repository: DynamoJobsRepository)
     assert repository.get_idempotency_record("owner-2", "key-1") is None
 
 
-def test_an_expired_idempotency_record_counts_as_absent(repository: DynamoJobsRepository) -> None:
+def test_an_expired_idempotency_record_counts_as_absent(repository: JobsRepository) -> None:
     old, new = make_job(), make_job()
     repository.create(old, IdempotencyRecord("owner-1", "key-1", old.job_id, "print", expiration=1))
     assert repository.get_idempotency_record("owner-1", "key-1") is None
@@ -70,12 +78,12 @@ def test_an_expired_idempotency_record_counts_as_absent(repository: DynamoJobsRe
     assert stored.job_id == new.job_id
 
 
-def test_a_transition_is_one_conditional_update(repository: DynamoJobsRepository) -> None:
+def test_a_transition_is_one_conditional_update(repository: JobsRepository) -> None:
     job = make_job()
     repository.create(job, None)
     now = isoformat(datetime(2026, 1, 2, 3, 5, 0, tzinfo=UTC))
-    submitted = repository.update_status(
-        job, JobStatus.SUBMITTED, now=now, changes={"provider_request_id": "req-1", "attempts": 1}
+    submitted = repository.transition(
+        job, JobEvent.DISPATCHED, now=now, changes={"provider_request_id": "req-1", "attempts": 1}
     )
     assert submitted.status == JobStatus.SUBMITTED
     assert submitted.version == 2
@@ -86,12 +94,12 @@ def test_a_transition_is_one_conditional_update(repository: DynamoJobsRepository
     assert repository.get(job.job_id) == submitted
 
 
-def test_a_stale_snapshot_cannot_transition(repository: DynamoJobsRepository) -> None:
+def test_a_stale_snapshot_cannot_transition(repository: JobsRepository) -> None:
     job = make_job()
     repository.create(job, None)
-    repository.update_status(job, JobStatus.SUBMITTED, now=job.created_at)
+    repository.transition(job, JobEvent.DISPATCHED, now=job.created_at)
     with pytest.raises(TransitionConflict) as refused:
-        repository.update_status(job, JobStatus.CANCELED, now=job.created_at)  # read before the first write
+        repository.transition(job, JobEvent.CANCEL, now=job.created_at)  # read before the first write
     stored = repository.get(job.job_id)
     assert stored is not None
     assert stored.status == JobStatus.SUBMITTED
@@ -100,11 +108,11 @@ def test_a_stale_snapshot_cannot_transition(repository: DynamoJobsRepository) ->
 
 
 def test_a_refused_update_of_a_job_that_does_not_exist_says_so_and_makes_no_item(
-    repository: DynamoJobsRepository,
+    repository: JobsRepository,
 ) -> None:
     ghost = make_job()
     with pytest.raises(TransitionConflict) as refused:
-        repository.update_status(ghost, JobStatus.SUBMITTED, now=ghost.created_at)
+        repository.transition(ghost, JobEvent.DISPATCHED, now=ghost.created_at)
     assert refused.value.current is None
     with pytest.raises(TransitionConflict) as refused:
         repository.claim_for_dispatch(
@@ -112,9 +120,7 @@ def test_a_refused_update_of_a_job_that_does_not_exist_says_so_and_makes_no_item
         )
     assert refused.value.current is None
     with pytest.raises(TransitionConflict) as refused:
-        repository.enter_finalizing(
-            ghost.job_id, from_statuses=[JobStatus.SUBMITTED], expected={}, now=ghost.created_at, changes={}
-        )
+        repository.enter_finalizing(ghost.job_id, expected={}, now=ghost.created_at, changes={})
     assert refused.value.current is None
     assert repository.get(ghost.job_id) is None
 
@@ -122,7 +128,7 @@ def test_a_refused_update_of_a_job_that_does_not_exist_says_so_and_makes_no_item
 TOKEN_HASH = "0f" * 32
 
 
-def test_a_dispatch_claim_needs_an_accepted_job_that_nobody_holds(repository: DynamoJobsRepository) -> None:
+def test_a_dispatch_claim_needs_an_accepted_job_that_nobody_holds(repository: JobsRepository) -> None:
     job = make_job()
     repository.create(job, None)
     claimed = repository.claim_for_dispatch(
@@ -155,8 +161,8 @@ def test_a_dispatch_claim_needs_an_accepted_job_that_nobody_holds(repository: Dy
     )
     assert again.attempts == 2
     assert again.version == released.version + 1
-    submitted = repository.update_status(
-        again, JobStatus.SUBMITTED, now="2026-01-02T03:10:00.000Z", changes={"provider_request_id": "req-1"}
+    submitted = repository.transition(
+        again, JobEvent.DISPATCHED, now="2026-01-02T03:10:00.000Z", changes={"provider_request_id": "req-1"}
     )
     with pytest.raises(TransitionConflict) as refused:
         repository.claim_for_dispatch(
@@ -169,14 +175,13 @@ def test_a_dispatch_claim_needs_an_accepted_job_that_nobody_holds(repository: Dy
 
 
 def test_entering_finalizing_without_a_read_checks_the_status_and_the_request(
-    repository: DynamoJobsRepository,
+    repository: JobsRepository,
 ) -> None:
     job = make_job()
     repository.create(job, None)
-    submitted = repository.update_status(
-        job, JobStatus.SUBMITTED, now="2026-01-02T03:05:00.000Z", changes={"provider_request_id": "req-1"}
+    submitted = repository.transition(
+        job, JobEvent.DISPATCHED, now="2026-01-02T03:05:00.000Z", changes={"provider_request_id": "req-1"}
     )
-    completable = [JobStatus.SUBMITTED, JobStatus.RUNNING, JobStatus.CANCEL_REQUESTED]
     result = {"video_url": "https://v3.fal.media/files/x.mp4"}
     for expected in (
         {"provider": "fal", "provider_request_id": "req-2"},
@@ -185,21 +190,19 @@ def test_entering_finalizing_without_a_read_checks_the_status_and_the_request(
         with pytest.raises(TransitionConflict) as refused:
             repository.enter_finalizing(
                 job.job_id,
-                from_statuses=completable,
                 expected=expected,
                 now="2026-01-02T03:06:00.000Z",
                 changes={"provider_result": result},
             )
         assert refused.value.current == submitted
-    with pytest.raises(TransitionConflict) as refused:  # not from a status the caller allows
-        repository.enter_finalizing(
-            job.job_id, from_statuses=[JobStatus.RUNNING], expected={}, now="2026-01-02T03:06:00.000Z", changes={}
-        )
-    assert refused.value.current == submitted
+    accepted = make_job()
+    repository.create(accepted, None)
+    with pytest.raises(TransitionConflict) as refused:  # not from a status the state machine completes
+        repository.enter_finalizing(accepted.job_id, expected={}, now="2026-01-02T03:06:00.000Z", changes={})
+    assert refused.value.current == accepted
 
     finalizing = repository.enter_finalizing(
         job.job_id,
-        from_statuses=completable,
         expected={"provider": "fal", "provider_request_id": "req-1"},
         now="2026-01-02T03:07:00.000Z",
         changes={"provider_result": result},
@@ -216,7 +219,6 @@ def test_entering_finalizing_without_a_read_checks_the_status_and_the_request(
     with pytest.raises(TransitionConflict) as refused:  # a duplicate
         repository.enter_finalizing(
             job.job_id,
-            from_statuses=completable,
             expected={"provider_request_id": "req-1"},
             now="2026-01-02T03:08:00.000Z",
             changes={},
@@ -224,45 +226,43 @@ def test_entering_finalizing_without_a_read_checks_the_status_and_the_request(
     assert refused.value.current == finalizing
 
 
-def test_a_terminal_state_never_regresses(repository: DynamoJobsRepository) -> None:
+def test_a_terminal_state_never_regresses(repository: JobsRepository) -> None:
     job = make_job()
     repository.create(job, None)
     output = JobOutput(bucket="b", key="videos/x.mp4", size=10, sha256="0" * 64, content_type="video/mp4")
     current = job
     for event in (JobEvent.DISPATCHED, JobEvent.PROVIDER_COMPLETED, JobEvent.COPIED):
         changes = {"output": output.model_dump()} if event == JobEvent.COPIED else None
-        current = repository.update_status(
-            current, next_status(current.status, event), now=job.created_at, changes=changes
-        )
+        current = repository.transition(current, event, now=job.created_at, changes=changes)
     assert current.status == JobStatus.SUCCEEDED
     # A late duplicate that still holds the FINALIZING snapshot cannot move the job back or sideways.
     finalizing = current.model_copy(update={"status": JobStatus.FINALIZING, "version": current.version - 1})
     with pytest.raises(TransitionConflict):
-        repository.update_status(finalizing, JobStatus.FAILED, now=job.created_at)
+        repository.transition(finalizing, JobEvent.FAILED, now=job.created_at)
     stored = repository.get(job.job_id)
     assert stored is not None
     assert stored.status == JobStatus.SUCCEEDED
     assert stored.output == output
 
 
-def test_two_concurrent_transitions_from_one_state_exactly_one_wins(repository: DynamoJobsRepository) -> None:
+def test_two_concurrent_transitions_from_one_state_exactly_one_wins(repository: JobsRepository) -> None:
     job = make_job()
     repository.create(job, None)
-    contenders = [JobStatus.SUBMITTED, JobStatus.CANCELED, JobStatus.FAILED, JobStatus.TIMED_OUT] * 2
+    contenders = [JobEvent.DISPATCHED, JobEvent.CANCEL, JobEvent.FAILED, JobEvent.DEADLINE_PASSED] * 2
     barrier = threading.Barrier(len(contenders))
     outcomes: list[JobStatus | str] = []
     lock = threading.Lock()
 
-    def contend(target: JobStatus) -> None:
+    def contend(event: JobEvent) -> None:
         barrier.wait()
         try:
-            result: JobStatus | str = repository.update_status(job, target, now=job.created_at).status
+            result: JobStatus | str = repository.transition(job, event, now=job.created_at).status
         except TransitionConflict:
             result = "conflict"
         with lock:
             outcomes.append(result)
 
-    threads = [threading.Thread(target=contend, args=(target,)) for target in contenders]
+    threads = [threading.Thread(target=contend, args=(event,)) for event in contenders]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -276,7 +276,7 @@ def test_two_concurrent_transitions_from_one_state_exactly_one_wins(repository: 
     assert stored.version == 2
 
 
-def test_listing_pages_newest_first_and_stops_on_the_last_page(repository: DynamoJobsRepository) -> None:
+def test_listing_pages_newest_first_and_stops_on_the_last_page(repository: JobsRepository) -> None:
     jobs = [make_job() for _ in range(5)]
     for job in jobs:
         repository.create(job, None)
@@ -294,12 +294,35 @@ def test_listing_pages_newest_first_and_stops_on_the_last_page(repository: Dynam
     assert seen == sorted((job.job_id for job in jobs), reverse=True)
 
 
-def test_listing_by_status_follows_transitions(repository: DynamoJobsRepository) -> None:
+def test_listing_by_status_follows_transitions(repository: JobsRepository) -> None:
     jobs = [make_job() for _ in range(3)]
     for job in jobs:
         repository.create(job, None)
-    repository.update_status(jobs[1], JobStatus.CANCELED, now=jobs[1].created_at)
+    repository.transition(jobs[1], JobEvent.CANCEL, now=jobs[1].created_at)
     canceled, _ = repository.list_for_owner("owner-1", status=JobStatus.CANCELED, limit=10, after_job_id=None)
     accepted, _ = repository.list_for_owner("owner-1", status=JobStatus.ACCEPTED, limit=10, after_job_id=None)
     assert [job.job_id for job in canceled] == [jobs[1].job_id]
     assert {job.job_id for job in accepted} == {jobs[0].job_id, jobs[2].job_id}
+
+
+def test_a_transition_takes_its_status_from_the_state_machine_and_refuses_what_the_table_does_not_have(
+    repository: JobsRepository,
+) -> None:
+    job = make_job()
+    repository.create(job, None)
+    with pytest.raises(InvalidTransition):
+        repository.transition(job, JobEvent.COPIED, now=job.created_at)  # ACCEPTED is not copied
+    assert repository.get(job.job_id) == job  # nothing written
+    canceled = repository.transition(job, JobEvent.CANCEL, now=job.created_at)
+    assert canceled.status == JobStatus.CANCELED
+
+
+@pytest.mark.parametrize("field", ["status", "status_since", "owner_status", "timeline"])
+def test_no_field_of_the_status_is_written_outside_a_transition(repository: JobsRepository, field: str) -> None:
+    job = make_job()
+    repository.create(job, None)
+    with pytest.raises(ValueError, match="only through a transition"):
+        repository.update_fields(job, now=job.created_at, changes={field: "SUCCEEDED"})
+    with pytest.raises(ValueError, match="only through a transition"):
+        repository.transition(job, JobEvent.CANCEL, now=job.created_at, changes={field: "SUCCEEDED"})
+    assert repository.get(job.job_id) == job

@@ -6,15 +6,15 @@ import pytest
 
 from avatarjobs.domain.errors import InvalidTransition
 from avatarjobs.domain.job import TERMINAL_STATUSES, JobStatus
-from avatarjobs.domain.provider_progress import COMPLETABLE
-from avatarjobs.domain.state_machine import JobEvent, next_status
+from avatarjobs.domain.state_machine import JobEvent, next_status, sources
 
 S = JobStatus
 E = JobEvent
 
 # DESIGN.md, "Job model and state machine", one line per arrow; plus ACCEPTED -> FAILED (the provider refused
 # the submission for good, or the job could not be queued) and CANCEL_REQUESTED -> FINALIZING (the provider
-# finished before the cancellation reached it: the paid-for video is still copied).
+# finished before the cancellation reached it: the paid-for video is still copied); less FINALIZING -> TIMED_OUT
+# (a made and paid-for video is copied whatever the deadline; finalize and its dead-letter queue end the job).
 EXPECTED = {
     (S.ACCEPTED, E.DISPATCHED): S.SUBMITTED,
     (S.SUBMITTED, E.PROVIDER_RUNNING): S.RUNNING,
@@ -34,7 +34,6 @@ EXPECTED = {
     (S.ACCEPTED, E.DEADLINE_PASSED): S.TIMED_OUT,
     (S.SUBMITTED, E.DEADLINE_PASSED): S.TIMED_OUT,
     (S.RUNNING, E.DEADLINE_PASSED): S.TIMED_OUT,
-    (S.FINALIZING, E.DEADLINE_PASSED): S.TIMED_OUT,
     (S.CANCEL_REQUESTED, E.DEADLINE_PASSED): S.TIMED_OUT,
 }
 ALL_PAIRS = list(itertools.product(JobStatus, JobEvent))
@@ -77,10 +76,18 @@ def test_every_non_terminal_state_can_reach_a_terminal_state() -> None:
 
 def test_the_completion_written_without_a_read_applies_exactly_where_the_table_says() -> None:
     """fal's webhook moves a job it did not read: its condition lists the statuses, so they must be the table's."""
-    assert set(COMPLETABLE) == {S.SUBMITTED, S.RUNNING, S.CANCEL_REQUESTED}
+    completable = sources(E.PROVIDER_COMPLETED)
+    assert completable == {S.SUBMITTED, S.RUNNING, S.CANCEL_REQUESTED}
     for status in JobStatus:
-        if status in COMPLETABLE:
+        if status in completable:
             assert next_status(status, E.PROVIDER_COMPLETED) == S.FINALIZING
         else:
             with pytest.raises(InvalidTransition):
                 next_status(status, E.PROVIDER_COMPLETED)
+
+
+def test_a_finalizing_job_is_not_ended_by_its_deadline() -> None:
+    """Its video is made and paid for: the copy ends it, SUCCEEDED or FAILED; the reconciler asks the table."""
+    assert S.FINALIZING not in sources(E.DEADLINE_PASSED)
+    with pytest.raises(InvalidTransition):
+        next_status(S.FINALIZING, E.DEADLINE_PASSED)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import _lru_cache_wrapper, cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from avatarjobs.settings import MissingSetting, ProviderSettings, Settings
 
@@ -23,14 +23,12 @@ if TYPE_CHECKING:
     from avatarjobs.domain.intake import Intake
     from avatarjobs.domain.job_events import JobNotifier
     from avatarjobs.domain.jobs_service import JobsService
-    from avatarjobs.domain.ports import JobQueue, JobsRepository
-    from avatarjobs.domain.provider_progress import ProviderProgress
+    from avatarjobs.domain.ports import JobQueue, JobsRepository, Provider
+    from avatarjobs.domain.provider_outcomes import ProviderOutcomes
     from avatarjobs.domain.reconcile_service import Reconciler
     from avatarjobs.domain.video_copy import VideoCopier
     from avatarjobs.domain.webhooks import WebhookReceiver
     from avatarjobs.net.safe_fetch import SafeFetcher
-    from avatarjobs.providers.base import Provider
-    from avatarjobs.providers.fal_webhook_signature import FalWebhookVerifier
 
 _FACTORIES: list[_lru_cache_wrapper[Any]] = []
 # Adapters that override() puts in place of the real ones, by port name.
@@ -85,44 +83,45 @@ def jobs_service() -> JobsService:
     )
 
 
-@once_per_process
-def fal_webhook_verifier() -> FalWebhookVerifier:
-    """One per process, so the JWKS it caches serves every warm invocation."""
-    from avatarjobs.providers.fal_webhook_signature import FalWebhookVerifier, http_jwks_fetcher
-
-    return FalWebhookVerifier(http_jwks_fetcher(provider_settings().fal_jwks_url))
-
-
 def provider(name: str) -> Provider:
-    """A provider adapter that reads its current key when a call first needs it, not before: a webhook's
-    signature or token is checked without one. Keys come from a five-minute cache, so rotation is picked up."""
+    """The provider plugin of that name (providers/__init__.py's registry), built once per process: its key is
+    read when a call first needs it, not before (a webhook's signature or token is checked without one), from a
+    five-minute cache, so rotation is picked up. UnknownProvider for a name the registry does not have."""
+    from avatarjobs.domain.providers import UnknownProvider
+    from avatarjobs.providers import PLUGINS
+
+    if name not in PLUGINS:
+        raise UnknownProvider(name)
+    return _provider_plugin(name)
+
+
+@cache
+def _provider_plugin(name: str) -> Provider:
+    import importlib
     from functools import partial
 
     from avatarjobs.adapters.provider_keys import provider_key
+    from avatarjobs.providers import PLUGINS
 
-    config = provider_settings()
-    if name == "fal":
-        from avatarjobs.providers.fal import FalQueueProvider
+    def keys(direct_variable: str, secret_arn: str | None) -> Callable[[], str]:
+        return partial(provider_key, direct_variable, secret_arn)
 
-        key = partial(provider_key, "FAL_KEY", config.fal_key_secret_arn)
-        return FalQueueProvider(config.fal_queue_base_url, key, webhook_verifier=fal_webhook_verifier())
-    if name == "mirako":
-        from avatarjobs.providers.mirako import MirakoProvider
+    return cast("Provider", importlib.import_module(PLUGINS[name]).plugin(provider_settings(), keys))
 
-        key = partial(provider_key, "MIRAKO_API_KEY", config.mirako_key_secret_arn)
-        return MirakoProvider(config.mirako_base_url, key)
-    raise ValueError(f"unknown provider {name!r}")
+
+_FACTORIES.append(_provider_plugin)
 
 
 @once_per_process
 def dispatcher() -> Dispatcher:
+    from avatarjobs.adapters.media_fetcher import SafeMediaFetcher
     from avatarjobs.domain.dispatch_service import Dispatcher
     from avatarjobs.domain.input_staging import InputStager
 
     return Dispatcher(
         jobs=_jobs_repository(),
         providers=provider,
-        stager=InputStager(_media_store(), _safe_fetcher(), _input_urls()),
+        stager=InputStager(_media_store(), SafeMediaFetcher(_safe_fetcher()), _input_urls()),
         public_base_url=_required_setting(provider_settings().public_base_url, "PUBLIC_BASE_URL"),
         start_timeout_seconds=provider_settings().fal_start_timeout_seconds,
     )
@@ -137,22 +136,22 @@ def _input_urls() -> RoleSignedInputUrls:
 
 
 @once_per_process
-def provider_progress() -> ProviderProgress:
+def provider_outcomes() -> ProviderOutcomes:
     from avatarjobs.adapters import aws_clients
     from avatarjobs.adapters.job_queues import SqsJobQueue
-    from avatarjobs.domain.provider_progress import ProviderProgress
+    from avatarjobs.domain.provider_outcomes import ProviderOutcomes
 
     finalize_queue = SqsJobQueue(
         aws_clients.sqs(), _required_setting(settings().finalize_queue_url, "FINALIZE_QUEUE_URL")
     )
-    return ProviderProgress(_jobs_repository(), finalize_queue)
+    return ProviderOutcomes(_jobs_repository(), finalize_queue)
 
 
 @once_per_process
 def webhook_receiver() -> WebhookReceiver:
     from avatarjobs.domain.webhooks import WebhookReceiver
 
-    return WebhookReceiver(_jobs_repository(), provider, provider_progress())
+    return WebhookReceiver(_jobs_repository(), provider, provider_outcomes())
 
 
 @once_per_process
@@ -196,7 +195,7 @@ def reconciler() -> Reconciler:
     return Reconciler(
         _jobs_repository(),
         provider,
-        provider_progress(),
+        provider_outcomes(),
         dispatch_queue=SqsJobQueue(aws_clients.sqs(), settings().dispatch_queue_url),
         overdue_seconds=provider_settings().webhook_overdue_seconds,
         unconfirmed_submit_seconds=provider_settings().unconfirmed_submit_seconds,

@@ -13,10 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from avatarjobs.providers.base import CancelOutcome, ProviderError, ProviderErrorCode, ProviderState, Submission
+from avatarjobs.domain.ids import new_webhook_token
+from avatarjobs.domain.providers import CancelOutcome, ProviderError, ProviderErrorCode, ProviderState, Submission
 from avatarjobs.providers.fal import FalQueueProvider
 from avatarjobs.providers.fal_webhook_signature import FalWebhookVerifier, InvalidSignature, http_jwks_fetcher
-from avatarjobs.providers.mirako import MirakoProvider, new_webhook_token, problem_message
+from avatarjobs.providers.mirako import MirakoProvider, problem_message
 from devstack import media
 from devstack.emulators.fal import FalEmulator
 from devstack.emulators.mirako import MirakoEmulator

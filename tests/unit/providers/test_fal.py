@@ -7,10 +7,10 @@ import httpx
 import pytest
 import respx
 
-from avatarjobs.providers.base import (
+from avatarjobs.domain.ports import Provider
+from avatarjobs.domain.providers import (
     CancelOutcome,
     FailureKind,
-    Provider,
     ProviderError,
     ProviderErrorCode,
     ProviderState,

@@ -8,7 +8,7 @@ import pytest
 import respx
 from nacl.signing import SigningKey
 
-from avatarjobs.providers.base import SigningKeysUnavailable
+from avatarjobs.domain.providers import SigningKeysUnavailable
 from avatarjobs.providers.fal_webhook_signature import (
     FalWebhookVerifier,
     InvalidSignature,

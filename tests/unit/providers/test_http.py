@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 import pytest
 import respx
 
+from avatarjobs.domain.providers import CancelOutcome, Submission
 from avatarjobs.providers import http
-from avatarjobs.providers.base import CancelOutcome, Submission
 from avatarjobs.providers.fal import FalQueueProvider
 from avatarjobs.providers.http import parse_retry_after, redact, reset_clients, shared_client
 

@@ -12,10 +12,11 @@ import httpx
 import pytest
 import respx
 
-from avatarjobs.providers.base import (
+from avatarjobs.domain.ids import new_webhook_token
+from avatarjobs.domain.ports import Provider
+from avatarjobs.domain.providers import (
     CancelOutcome,
     FailureKind,
-    Provider,
     ProviderError,
     ProviderErrorCode,
     ProviderState,
@@ -26,7 +27,6 @@ from avatarjobs.providers.mirako import (
     NO_TASK_ID_MESSAGE,
     SPEECH_UNCONFIRMED_MESSAGE,
     MirakoProvider,
-    new_webhook_token,
     speech_as_audio_file,
     verify_webhook_token,
 )

@@ -5,10 +5,11 @@ import json
 import pytest
 from nacl.signing import SigningKey
 
-from avatarjobs.providers.base import InvalidWebhook
+from avatarjobs.domain.ids import new_webhook_token
+from avatarjobs.domain.providers import InvalidWebhook
 from avatarjobs.providers.fal import FalQueueProvider
 from avatarjobs.providers.fal_webhook_signature import FalWebhookVerifier
-from avatarjobs.providers.mirako import MirakoProvider, new_webhook_token
+from avatarjobs.providers.mirako import MirakoProvider
 from tests.support.fal_signing import NOW, Clock, Jwks, jwks, signed_headers
 
 VIDEO = {"url": "https://v3.fal.media/files/zebra/x.mp4", "content_type": "video/mp4", "file_size": 352679}

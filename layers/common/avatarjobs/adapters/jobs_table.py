@@ -1,7 +1,7 @@
 """The Jobs and Idempotency tables (DynamoDB): one item per job; every status change one conditional update."""
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -10,7 +10,8 @@ from botocore.exceptions import ClientError
 
 from avatarjobs.domain.errors import TransitionConflict
 from avatarjobs.domain.job import Job, JobStatus, utc_now
-from avatarjobs.domain.ports import IdempotencyKeyTaken, IdempotencyRecord, StoredVersion
+from avatarjobs.domain.ports import IdempotencyKeyTaken, IdempotencyRecord, JobAlreadyExists, StoredVersion
+from avatarjobs.domain.state_machine import JobEvent, next_status, sources
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -22,6 +23,12 @@ BY_STATUS_INDEX = "by_status"
 # The by_owner_status key a job gets when its provider's result is recorded, stored with the job when it is
 # created: the webhook's one conditional write (enter_finalizing) copies it without reading the owner first.
 FINALIZING_OWNER_STATUS = "finalizing_owner_status"
+
+# Written only with a status change, from the state machine's table (transition, enter_finalizing).
+STATUS_FIELDS = frozenset({"status", "status_since", "owner_status", "timeline", FINALIZING_OWNER_STATUS})
+# Where a completion recorded without a read (enter_finalizing) may find the job; from each, the table leads to
+# FINALIZING (tests/unit/test_state_machine.py), whose by_owner_status key is stored when the job is created.
+_COMPLETABLE = sorted(sources(JobEvent.PROVIDER_COMPLETED))
 
 # Kept as JSON text: they are never queried into, and DynamoDB's number type would turn floats into Decimals.
 _JSON_TEXT_FIELDS = ("request", "metadata")
@@ -40,6 +47,14 @@ def _deserialize(item: dict[str, Any]) -> dict[str, Any]:
 
 def owner_status(owner: str, status: str) -> str:
     return f"{owner}#{status}"
+
+
+def _without_status_fields(changes: dict[str, Any]) -> dict[str, Any]:
+    """Refuses a change that would write a status outside the state machine's transition."""
+    written = STATUS_FIELDS.intersection(changes)
+    if written:
+        raise ValueError(f"status fields change only through a transition: {sorted(written)}")
+    return changes
 
 
 def job_to_item(job: Job) -> dict[str, "AttributeValueTypeDef"]:
@@ -138,7 +153,10 @@ class DynamoJobsRepository:
             }
         }
         if idempotency is None:
-            self._client.put_item(**put_job["Put"])
+            try:
+                self._client.put_item(**put_job["Put"])
+            except self._client.exceptions.ConditionalCheckFailedException:
+                raise JobAlreadyExists(job.job_id) from None
             return
         put_record: Any = {
             "Put": {
@@ -159,9 +177,11 @@ class DynamoJobsRepository:
         try:
             self._client.transact_write_items(TransactItems=[put_job, put_record])
         except self._client.exceptions.TransactionCanceledException as error:
-            reasons = error.response.get("CancellationReasons", [])
-            if len(reasons) > 1 and reasons[1].get("Code") == "ConditionalCheckFailed":
+            reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
+            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
                 raise IdempotencyKeyTaken() from error
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                raise JobAlreadyExists(job.job_id) from error
             raise
 
     def get(self, job_id: str) -> Job | None:
@@ -182,20 +202,22 @@ class DynamoJobsRepository:
             return None
         return IdempotencyRecord(owner, key, values["job_id"], values["fingerprint"], int(values["expiration"]))
 
-    def update_status(
-        self, job: StoredVersion, new_status: JobStatus, *, now: str, changes: dict[str, Any] | None = None
+    def transition(
+        self, job: StoredVersion, event: JobEvent, *, now: str, changes: dict[str, Any] | None = None
     ) -> Job:
+        new_status = next_status(job.status, event)
         return self._update(
             job.job_id,
             _Condition.version_of(job),
             now=now,
-            changes=changes or {},
+            changes=_without_status_fields(changes or {}),
             entered=(new_status, owner_status(job.owner, new_status)),
         )
 
     def update_fields(
         self, job: StoredVersion, *, now: str, changes: dict[str, Any], remove: tuple[str, ...] = ()
     ) -> Job:
+        _without_status_fields({**changes, **dict.fromkeys(remove)})
         return self._update(job.job_id, _Condition.version_of(job), now=now, changes=changes, remove=remove)
 
     def claim_for_dispatch(self, job_id: str, *, now: str, lease_until: str, webhook_token_sha256: str) -> Job:
@@ -205,19 +227,11 @@ class DynamoJobsRepository:
         changes = {"dispatch_lease_until": lease_until, "webhook_token_sha256": webhook_token_sha256}
         return self._update(job_id, condition, now=now, changes=changes, increment=("attempts",))
 
-    def enter_finalizing(
-        self,
-        job_id: str,
-        *,
-        from_statuses: Collection[JobStatus],
-        expected: Mapping[str, str],
-        now: str,
-        changes: dict[str, Any],
-    ) -> Job:
+    def enter_finalizing(self, job_id: str, *, expected: Mapping[str, str], now: str, changes: dict[str, Any]) -> Job:
         # The owner is not known without a read, so the by_owner_status key the job gets is copied from the one
         # stored for this step when the job was created (items from before it was stored fail the condition).
         condition = _Condition()
-        condition.one_of("status", [status.value for status in from_statuses])
+        condition.one_of("status", [status.value for status in _COMPLETABLE])
         for field, value in expected.items():
             condition.equal(field, value)
         condition.present(FINALIZING_OWNER_STATUS)
@@ -225,7 +239,7 @@ class DynamoJobsRepository:
             job_id,
             condition,
             now=now,
-            changes=changes,
+            changes=_without_status_fields(changes),
             entered=(JobStatus.FINALIZING, _AttributePath(FINALIZING_OWNER_STATUS)),
         )
 

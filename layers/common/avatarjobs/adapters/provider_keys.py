@@ -5,7 +5,7 @@ import os
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
-from avatarjobs.providers.base import FailureKind, ProviderError, ProviderErrorCode
+from avatarjobs.domain.providers import FailureKind, ProviderError, ProviderErrorCode
 
 _SECRET_MAX_AGE_SECONDS = 300  # a rotated key is picked up within five minutes
 

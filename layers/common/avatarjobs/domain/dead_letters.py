@@ -7,6 +7,7 @@ A job that moved on meanwhile is left alone.
 
 from avatarjobs.domain.job import JobError, JobStatus, isoformat, utc_now
 from avatarjobs.domain.ports import JobsRepository
+from avatarjobs.domain.state_machine import JobEvent
 from avatarjobs.observability import logger
 
 _STEP_THAT_GAVE_UP = {
@@ -27,5 +28,5 @@ class DeadLetters:
         last = job.last_error.message if job.last_error else "no reason was recorded"
         message = template.format(provider=job.provider, attempts=job.attempts, last=last)
         error = JobError(code=code, message=message, retryable=True)
-        self._jobs.update_status(job, JobStatus.FAILED, now=isoformat(utc_now()), changes={"error": error.model_dump()})
+        self._jobs.transition(job, JobEvent.FAILED, now=isoformat(utc_now()), changes={"error": error.model_dump()})
         logger.info("dead-lettered job failed", extra={"job_id": job_id, "code": code})

@@ -3,7 +3,7 @@
 One attempt: claim the job with a lease and the hash of a new webhook token (one conditional write without a
 read: ACCEPTED and no lease, so of two workers one wins; a refused claim returns the job as it was, which says
 why); stage its inputs; submit; record the provider's request id with the ACCEPTED -> SUBMITTED transition.
-The provider's failure kind decides the rest (providers/base.py FailureKind, docs/decisions.md):
+The provider's failure kind decides the rest (domain/providers.py FailureKind, docs/decisions.md):
 - RETRY (the request certainly did not reach the provider: no connection, 429, the provider's own 5xx)
   releases the lease and asks for a later try with backoff.
 - AMBIGUOUS (an answer lost after sending: a read error or timeout, a connection closed mid-answer, a
@@ -18,14 +18,15 @@ The provider's failure kind decides the rest (providers/base.py FailureKind, doc
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from avatarjobs.domain.errors import TransitionConflict
+from avatarjobs.domain.errors import InvalidTransition, TransitionConflict
+from avatarjobs.domain.ids import new_webhook_token
 from avatarjobs.domain.input_staging import InputStager, InputUnavailable
 from avatarjobs.domain.job import Job, JobError, JobStatus, isoformat, utc_now
-from avatarjobs.domain.ports import JobsRepository
+from avatarjobs.domain.ports import InputDelivery, JobsRepository, Provider
+from avatarjobs.domain.providers import FailureKind, ProviderError, Submission
 from avatarjobs.domain.retries import NoTimeToStart, RetryLater, retry_later_or_fail
+from avatarjobs.domain.state_machine import JobEvent
 from avatarjobs.observability import logger
-from avatarjobs.providers.base import FailureKind, Provider, ProviderError, Submission
-from avatarjobs.providers.mirako import new_webhook_token
 
 # Provider calls (connect + read timeouts, and Mirako's speech synthesis first) fit in this; an attempt
 # with less time left does not start, so a Lambda timeout can never cut a submit in half.
@@ -88,18 +89,21 @@ class Dispatcher:
             bounds.append((fetchable_until - now).total_seconds() - INPUT_FETCH_MARGIN_SECONDS)
         return max(1, int(min(bounds)))
 
-    def _staged(self, job: Job, now: datetime) -> tuple[dict[str, object], int]:
+    def _staged(self, provider: Provider, job: Job, now: datetime) -> tuple[dict[str, object], int]:
         """The job's inputs as its provider takes them, and how long the provider may take to start it."""
-        if job.provider == "mirako":
-            return self._stager.for_mirako(job.request), self._start_within(job, now, None)
+        capabilities = provider.capabilities
+        if capabilities.inputs is InputDelivery.BYTES:
+            inputs = self._stager.as_bytes(job.model, job.request, capabilities.byte_inputs, capabilities.passed_inputs)
+            return inputs, self._start_within(job, now, None)
         fetchable_for = self._start_timeout_seconds + INPUT_FETCH_MARGIN_SECONDS
-        staged = self._stager.for_fal(job.model, job.request, fetchable_for_seconds=fetchable_for)
+        staged = self._stager.as_urls(job.model, job.request, fetchable_for_seconds=fetchable_for)
         return staged.inputs, self._start_within(job, now, staged.fetchable_until)
 
     def _submit(self, job: Job, token: str, now: datetime) -> None:
         try:
-            inputs, start_within = self._staged(job, now)
-            submission = self._providers(job.provider).submit(
+            provider = self._providers(job.provider)
+            inputs, start_within = self._staged(provider, job, now)
+            submission = provider.submit(
                 job.model,
                 inputs,
                 webhook_url=f"{self._public_base_url}/webhooks/{job.provider}/{job.job_id}",
@@ -134,7 +138,7 @@ class Dispatcher:
             "provider_urls": submission.urls,
         }
         try:
-            self._jobs.update_status(job, JobStatus.SUBMITTED, now=isoformat(utc_now()), changes=changes)
+            self._jobs.transition(job, JobEvent.DISPATCHED, now=isoformat(utc_now()), changes=changes)
         except TransitionConflict as refused:
             self._changed_during_submit(job, submission, refused.current)
             return
@@ -160,8 +164,8 @@ class Dispatcher:
     def _settle_lost_attempt(self, job: Job, reason: str) -> None:
         logger.warning("submit outcome unknown; waiting for the provider", extra={"job_id": job.job_id, "why": reason})
         try:
-            self._jobs.update_status(
-                job, JobStatus.SUBMITTED, now=isoformat(utc_now()), changes={"submission_unconfirmed": True}
+            self._jobs.transition(
+                job, JobEvent.DISPATCHED, now=isoformat(utc_now()), changes={"submission_unconfirmed": True}
             )
-        except TransitionConflict:
+        except (TransitionConflict, InvalidTransition):
             logger.info("job changed meanwhile", extra={"job_id": job.job_id})

@@ -11,21 +11,17 @@ already done copies once more before that transition refuses it: the price of no
 """
 
 from collections.abc import Callable
-from typing import Protocol
 
 from avatarjobs.domain.errors import TransitionConflict
 from avatarjobs.domain.job import Job, JobError, JobOutput, JobStatus, isoformat, utc_now
 from avatarjobs.domain.messages import FinalizeMessage
-from avatarjobs.domain.ports import JobsRepository, KnownVersion, StoredVersion
-from avatarjobs.domain.provider_progress import submission_of
+from avatarjobs.domain.ports import Copier, JobsRepository, KnownVersion, Provider, StoredVersion
+from avatarjobs.domain.provider_outcomes import submission_of
+from avatarjobs.domain.providers import ProviderError
 from avatarjobs.domain.retries import RetryLater, retry_later_or_fail
+from avatarjobs.domain.state_machine import JobEvent
 from avatarjobs.domain.video_copy import CopyFailed
 from avatarjobs.observability import logger
-from avatarjobs.providers.base import Provider, ProviderError
-
-
-class Copier(Protocol):
-    def copy(self, job_id: str, provider: str, url: str) -> JobOutput: ...
 
 
 class Finalizer:
@@ -69,7 +65,7 @@ class Finalizer:
         changes = {"output": output.model_dump()}
         for _ in range(2):
             try:
-                self._jobs.update_status(version, JobStatus.SUCCEEDED, now=isoformat(utc_now()), changes=changes)
+                self._jobs.transition(version, JobEvent.COPIED, now=isoformat(utc_now()), changes=changes)
             except TransitionConflict as conflict:
                 current = conflict.current
                 if current is not None and current.status == JobStatus.FINALIZING:

@@ -1,6 +1,9 @@
-"""Job ids are ULIDs: unique, and sorting them sorts by creation time."""
+"""Job ids are ULIDs: unique, and sorting them sorts by creation time. Webhook tokens are random and stored
+only as their hash."""
 
+import hashlib
 import re
+import secrets
 
 from ulid import ULID
 
@@ -13,3 +16,9 @@ def new_job_id() -> str:
 
 def is_job_id(value: str) -> bool:
     return bool(_ULID.match(value))
+
+
+def new_webhook_token() -> tuple[str, str]:
+    """A random token for one dispatch attempt's webhook, and its SHA-256 (hex): only the hash is stored."""
+    token = secrets.token_urlsafe(32)
+    return token, hashlib.sha256(token.encode()).hexdigest()

@@ -1,28 +1,22 @@
-"""Turns a job's stored media references into what its provider takes.
+"""Turns a job's stored media references into what its provider takes (its capabilities' InputDelivery).
 
-fal fetches inputs itself, so it gets URLs: `s3://` inputs become presigned GET URLs whose life is known (see
-adapters/input_urls.py), and the job is staged with the time its inputs stop being fetchable, which bounds
-how long fal may wait before it starts the job. Mirako takes the bytes, so they are read from S3 or fetched
-from an https URL through the SSRF-safe fetcher.
+A provider that fetches inputs itself gets URLs: `s3://` inputs become presigned GET URLs whose life is known
+(see adapters/input_urls.py), and the job is staged with the time its inputs stop being fetchable, which bounds
+how long the provider may wait before it starts the job. A provider that takes the bytes gets them, read from
+S3 or fetched from an https URL through the SSRF-safe fetcher, under the names it gives its inputs.
 """
 
-from collections.abc import Collection
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from avatarjobs.domain import limits
-from avatarjobs.domain.media import media_field_names, parse_s3_uri
-from avatarjobs.domain.ports import InputTooLarge, InputUrlSigner, MediaStore
+from avatarjobs.domain.media import MediaKind, media_field_names, media_fields, parse_s3_uri
+from avatarjobs.domain.ports import Fetcher, FetchFailed, InputTooLarge, InputUrlSigner, MediaStore
 from avatarjobs.domain.requests import MODEL_CLASSES
-from avatarjobs.net.safe_fetch import FetchError
 
 _CONTENT_TYPES = {"image": limits.IMAGE_CONTENT_TYPES, "audio": limits.AUDIO_CONTENT_TYPES}
-# Our request field -> (Mirako's field, media kind).
-_MIRAKO_MEDIA: dict[str, tuple[str, Literal["image", "audio"]]] = {
-    "image_url": ("image", "image"),
-    "audio_url": ("audio", "audio"),
-}
 
 
 class InputUnavailable(Exception):
@@ -35,12 +29,8 @@ class InputUnavailable(Exception):
         self.retryable = retryable
 
 
-class Fetcher(Protocol):
-    def fetch(self, url: str, *, max_bytes: int, allowed_content_types: Collection[str]) -> tuple[bytes, str]: ...
-
-
 @dataclass(frozen=True)
-class FalInputs:
+class InputUrls:
     inputs: dict[str, Any]
     fetchable_until: datetime | None  # when the first of its presigned URLs stops working (None: it has none)
 
@@ -51,7 +41,7 @@ class InputStager:
         self._fetcher = fetcher
         self._input_urls = input_urls
 
-    def for_fal(self, model: str, request: dict[str, Any], *, fetchable_for_seconds: int) -> FalInputs:
+    def as_urls(self, model: str, request: dict[str, Any], *, fetchable_for_seconds: int) -> InputUrls:
         """The model's input with `s3://` inputs as URLs that work for at least `fetchable_for_seconds`."""
         staged = dict(request)
         until: datetime | None = None
@@ -63,17 +53,21 @@ class InputStager:
                 )
                 staged[name] = signed.url
                 until = signed.valid_until if until is None else min(until, signed.valid_until)
-        return FalInputs(staged, until)
+        return InputUrls(staged, until)
 
-    def for_mirako(self, request: dict[str, Any]) -> dict[str, Any]:
-        staged: dict[str, Any] = {key: request[key] for key in ("text", "voice_profile_id") if key in request}
-        for name, (mirako_name, kind) in _MIRAKO_MEDIA.items():
+    def as_bytes(
+        self, model: str, request: dict[str, Any], byte_inputs: Mapping[str, str], passed_inputs: tuple[str, ...]
+    ) -> dict[str, Any]:
+        """The media fields of `byte_inputs` read, under the provider's names; `passed_inputs` as they are."""
+        kinds = media_fields(MODEL_CLASSES[model])
+        staged: dict[str, Any] = {key: request[key] for key in passed_inputs if key in request}
+        for name, provider_name in byte_inputs.items():
             value = request.get(name)
             if isinstance(value, str):
-                staged[mirako_name] = self._read(name, value, kind)
+                staged[provider_name] = self._read(name, value, kinds[name])
         return staged
 
-    def _read(self, name: str, value: str, kind: Literal["image", "audio"]) -> bytes:
+    def _read(self, name: str, value: str, kind: MediaKind) -> bytes:
         max_bytes = limits.UPLOAD_MAX_BYTES[kind]
         if value.startswith("s3://"):
             try:
@@ -83,7 +77,7 @@ class InputStager:
             return data
         try:
             data, _ = self._fetcher.fetch(value, max_bytes=max_bytes, allowed_content_types=_CONTENT_TYPES[kind])
-        except FetchError as error:
+        except FetchFailed as error:
             raise InputUnavailable(name, error.reason, retryable=error.retryable) from None
         return data
 

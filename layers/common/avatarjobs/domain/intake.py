@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -25,6 +25,7 @@ from avatarjobs.domain import limits
 from avatarjobs.domain.errors import IdempotencyConflict, InvalidInput
 from avatarjobs.domain.jobs_service import JobsService
 from avatarjobs.domain.media import media_field_names, parse_s3_uri
+from avatarjobs.domain.ports import IntakeStore, RejectionPublisher
 from avatarjobs.domain.requests import MODEL_CLASSES, JobRequest, JobRequestModel
 from avatarjobs.domain.validation import FieldError, field_errors
 from avatarjobs.observability import logger
@@ -75,28 +76,6 @@ class IntakeResult:
 class ManifestTooLarge(Exception):
     def __init__(self, size: int) -> None:
         super().__init__(f"the manifest is {size} bytes; at most {MANIFEST_MAX_BYTES} bytes are read")
-
-
-class IntakeStore(Protocol):
-    """The inputs bucket as intake sees it (adapters/intake_store.py)."""
-
-    def read_manifest(self, bucket: str, key: str, version_or_etag: str, *, versioned: bool) -> bytes | None:
-        """That exact version of the object (by version id, or only while its ETag still matches).
-
-        None when it is gone or has been overwritten since (its newer version has a notification of its own);
-        ManifestTooLarge over MANIFEST_MAX_BYTES, without reading the body.
-        """
-
-    def object_exists(self, bucket: str, key: str) -> bool: ...
-
-    def write_report(self, bucket: str, key: str, report: dict[str, Any]) -> None: ...
-
-    def delete_report(self, bucket: str, key: str) -> None: ...
-
-
-class RejectionPublisher(Protocol):
-    def publish(self, detail: dict[str, Any]) -> None:
-        """Put one "Avatar Video Request Rejected" event on the job bus; raise when it was not accepted."""
 
 
 class _Rejected(Exception):

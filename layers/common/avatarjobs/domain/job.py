@@ -93,7 +93,7 @@ class Job(BaseModel):
     webhook_token_sha256: str | None = None
     provider_result: ProviderResult | None = None
     # Polls that found the provider's run COMPLETED but could not read its result (a gateway's 5xx page): after
-    # a few, the job fails (provider_progress.py) rather than waiting for its deadline.
+    # a few, the job fails (provider_outcomes.py) rather than waiting for its deadline.
     unreadable_result_polls: int | None = None
     # When the reconciler last sent the job's message again (its own was lost, or is taking too long).
     requeued_at: str | None = None

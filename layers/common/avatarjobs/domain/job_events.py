@@ -6,11 +6,12 @@ duplicates by it (delivery is at least once).
 """
 
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from avatarjobs.domain.job import Job, JobError, JobOutput, JobStatus
+from avatarjobs.domain.ports import EventPublisher
 
 EVENT_SOURCE = "avatarjobs"
 
@@ -80,10 +81,6 @@ def subscriber_event(old: Job | None, new: Job) -> SubscriberEvent | None:
         created_at=new.created_at,
         finished_at=new.timeline.get(new.status) or new.status_since,
     )
-
-
-class EventPublisher(Protocol):
-    def publish(self, event: SubscriberEvent) -> None: ...
 
 
 class JobNotifier:

@@ -31,13 +31,14 @@ from avatarjobs.domain.ports import (
     JobQueue,
     JobsRepository,
     MediaStore,
+    Provider,
 )
-from avatarjobs.domain.provider_progress import submission_of
+from avatarjobs.domain.provider_outcomes import submission_of
+from avatarjobs.domain.providers import CancelOutcome, ProviderError
 from avatarjobs.domain.requests import JobRequestModel
-from avatarjobs.domain.state_machine import JobEvent, next_status
+from avatarjobs.domain.state_machine import JobEvent
 from avatarjobs.domain.views import CreateUploadsRequest, JobPage, JobView, UploadsView, UploadTarget, upload_kind
 from avatarjobs.observability import logger
-from avatarjobs.providers.base import CancelOutcome, Provider, ProviderError
 
 
 @dataclass(frozen=True)
@@ -152,8 +153,7 @@ class JobsService:
 
     def _fail_quietly(self, job: Job, error: JobError) -> None:
         try:
-            self._jobs.update_status(job, JobStatus.FAILED, now=isoformat(utc_now()),
-                                     changes={"error": error.model_dump()})  # fmt: skip
+            self._jobs.transition(job, JobEvent.FAILED, now=isoformat(utc_now()), changes={"error": error.model_dump()})
         except Exception:
             logger.exception("could not mark unqueued job as failed", extra={"job_id": job.job_id})
 
@@ -218,10 +218,9 @@ class JobsService:
         if job.status == JobStatus.CANCEL_REQUESTED:
             return job
         try:
-            new_status = next_status(job.status, JobEvent.CANCEL)
+            job = self._jobs.transition(job, JobEvent.CANCEL, now=isoformat(utc_now()))
         except InvalidTransition:
             raise JobNotCancelable(job_id, job.status) from None
-        job = self._jobs.update_status(job, new_status, now=isoformat(utc_now()))
         if job.status == JobStatus.CANCEL_REQUESTED:
             job = self._cancel_at_provider(job)
         return job
@@ -229,8 +228,11 @@ class JobsService:
     def _cancel_at_provider(self, job: Job) -> Job:
         if self._providers is None or job.provider_request_id is None:
             return job
+        provider = self._providers(job.provider)
+        if not provider.capabilities.cancels:
+            return job  # it runs to its end: its webhook or the reconciler tells how
         try:
-            outcome = self._providers(job.provider).cancel(submission_of(job))
+            outcome = provider.cancel(submission_of(job))
         except ProviderError:
             logger.warning("provider cancel failed; the reconciler follows the job", extra={"job_id": job.job_id})
             return job
@@ -238,7 +240,7 @@ class JobsService:
         if outcome != CancelOutcome.CANCELED:
             return job  # it may still finish: its webhook or the reconciler tells how
         try:
-            return self._jobs.update_status(job, JobStatus.CANCELED, now=isoformat(utc_now()))
+            return self._jobs.transition(job, JobEvent.CANCEL_CONFIRMED, now=isoformat(utc_now()))
         except TransitionConflict:
             return self.get_job(job.owner, job.job_id)
 

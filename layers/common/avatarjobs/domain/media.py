@@ -116,16 +116,25 @@ AudioInput = Annotated[
 ]
 
 
+def media_fields(model: type[BaseModel]) -> dict[str, MediaKind]:
+    """A request model's media fields (optional ones included) and the kind of media each takes."""
+
+    def marker(annotation: object) -> MediaField | None:
+        for item in getattr(annotation, "__metadata__", ()):
+            if isinstance(item, MediaField):
+                return item
+        return next((found for arg in get_args(annotation) if (found := marker(arg)) is not None), None)
+
+    fields: dict[str, MediaKind] = {}
+    for name, field in model.model_fields.items():
+        found = next((item for item in field.metadata if isinstance(item, MediaField)), None) or marker(
+            field.annotation
+        )
+        if found is not None:
+            fields[name] = found.kind
+    return fields
+
+
 def media_field_names(model: type[BaseModel]) -> list[str]:
     """The names of a request model's media fields (optional ones included)."""
-
-    def is_media(annotation: object) -> bool:
-        if any(isinstance(item, MediaField) for item in getattr(annotation, "__metadata__", ())):
-            return True
-        return any(is_media(arg) for arg in get_args(annotation))
-
-    return [
-        name
-        for name, field in model.model_fields.items()
-        if any(isinstance(item, MediaField) for item in field.metadata) or is_media(field.annotation)
-    ]
+    return list(media_fields(model))

@@ -11,11 +11,12 @@ from datetime import datetime, timedelta
 from avatarjobs.domain.errors import TransitionConflict
 from avatarjobs.domain.job import Job, JobError, JobStatus, isoformat
 from avatarjobs.domain.messages import JobMessage
-from avatarjobs.domain.ports import JobQueue, JobsRepository
-from avatarjobs.domain.provider_progress import ProviderProgress, submission_of
+from avatarjobs.domain.ports import JobQueue, JobsRepository, Provider
+from avatarjobs.domain.provider_outcomes import ProviderOutcomes, submission_of
+from avatarjobs.domain.providers import ProviderError
 from avatarjobs.domain.retries import MAX_BACKOFF_SECONDS
+from avatarjobs.domain.state_machine import JobEvent, sources
 from avatarjobs.observability import logger
-from avatarjobs.providers.base import Provider, ProviderError
 
 # Nobody marks a message as sent (that would be a write per job): a job whose message may never have been sent
 # is found by silence, nothing written to it for longer than its message can take. It is then sent again (a
@@ -27,8 +28,8 @@ REQUEUE_ACCEPTED_AFTER_SECONDS = 300
 # FINALIZING: longer than a copy can run (finalize's timeout is at most 900 s), so none is still under way.
 REQUEUE_FINALIZING_AFTER_SECONDS = 960
 _FOLLOWED = (JobStatus.SUBMITTED, JobStatus.RUNNING, JobStatus.CANCEL_REQUESTED)
-# FINALIZING is left to finalize and its dead-letter queue: the video is paid for and being copied.
-_EXPIRABLE = (JobStatus.ACCEPTED, *_FOLLOWED)
+# The statuses a deadline ends, as the state machine says (not FINALIZING: its video is paid for and being copied).
+_EXPIRABLE = tuple(sorted(sources(JobEvent.DEADLINE_PASSED)))
 
 
 SUBMISSION_UNCONFIRMED = "SUBMISSION_UNCONFIRMED"
@@ -48,7 +49,7 @@ class Reconciler:
         self,
         jobs: JobsRepository,
         providers: Callable[[str], Provider],
-        progress: ProviderProgress,
+        progress: ProviderOutcomes,
         *,
         dispatch_queue: JobQueue,
         overdue_seconds: int,

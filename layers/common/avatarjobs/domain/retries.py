@@ -2,8 +2,9 @@
 
 import random
 
-from avatarjobs.domain.job import Job, JobError, JobStatus, isoformat, utc_now
+from avatarjobs.domain.job import Job, JobError, isoformat, utc_now
 from avatarjobs.domain.ports import JobsRepository
+from avatarjobs.domain.state_machine import JobEvent
 from avatarjobs.observability import logger
 
 MAX_BACKOFF_SECONDS = 900
@@ -43,5 +44,5 @@ def retry_later_or_fail(
     if error.retryable:
         jobs.update_fields(job, now=now, changes={"last_error": error.model_dump()}, remove=release)
         raise RetryLater(error.message, retry_after=retry_after)
-    jobs.update_status(job, JobStatus.FAILED, now=now, changes={"error": error.model_dump()})
+    jobs.transition(job, JobEvent.FAILED, now=now, changes={"error": error.model_dump()})
     logger.info("job failed", extra={"job_id": job.job_id, "step": step, "code": error.code})

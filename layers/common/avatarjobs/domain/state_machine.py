@@ -1,6 +1,8 @@
 """The job state machine of DESIGN.md as one table: (current status, event) -> next status.
 
-A pair that is not in the table is not a transition: callers treat it as a duplicate or a lost race.
+The table is the only gate: the jobs repository's `transition(job, event)` takes the next status from it, and
+nothing else writes a status (tests/unit/test_status_writes.py fails if something does). A pair that is not in
+the table is not a transition: callers treat it as a duplicate or a lost race.
 """
 
 from enum import StrEnum
@@ -42,7 +44,9 @@ TRANSITIONS: dict[tuple[JobStatus, JobEvent], JobStatus] = {
     # The provider finished before the cancellation reached it: the video is paid for, so it is kept.
     (S.CANCEL_REQUESTED, E.PROVIDER_COMPLETED): S.FINALIZING,
     (S.CANCEL_REQUESTED, E.FAILED): S.FAILED,
-    **{(status, E.DEADLINE_PASSED): S.TIMED_OUT for status in _NON_TERMINAL},
+    # Past its deadline a job times out, except while FINALIZING: its video is made and paid for, and finalize
+    # (with its dead-letter queue) ends it within a bounded time, SUCCEEDED or FAILED (docs/decisions.md).
+    **{(status, E.DEADLINE_PASSED): S.TIMED_OUT for status in _NON_TERMINAL if status != S.FINALIZING},
 }
 
 
@@ -51,3 +55,8 @@ def next_status(current: JobStatus, event: JobEvent) -> JobStatus:
         return TRANSITIONS[(current, event)]
     except KeyError:
         raise InvalidTransition(current, event) from None
+
+
+def sources(event: JobEvent) -> frozenset[JobStatus]:
+    """The statuses `event` moves a job on from."""
+    return frozenset(status for (status, on) in TRANSITIONS if on == event)

@@ -1,13 +1,14 @@
 """Provider webhooks: authenticate, match to the job, record the completion once. Answer fast: no download here.
 
-fal signs its webhooks (ED25519 over the raw body) and retries them up to ten times; its body is trusted
-once the signature holds, before the job is touched, so a success is recorded with one conditional write
-that names the job, the provider and the request (no read first); when that write is refused, the job as it
-was tells a duplicate from a job we do not know or another request. Mirako sends our per-job Bearer token
-and an undocumented body: the job is read for the token's hash (the caller is authenticated before we call
-Mirako on its behalf), and the body is only a hint that the job moved: the status of the job's OWN task id is
-read from Mirako before anything is recorded, whatever id the body names. Only a job whose submit answer was
-lost (no task id yet) looks at the body's id, and adopts it only once Mirako's status endpoint knows it.
+A provider with signed webhooks (its capabilities' `signed_webhooks`: fal signs ED25519 over the raw body, and
+retries up to ten times) has its body trusted once the signature holds, before the job is touched, so a success
+is recorded with one conditional write that names the job, the provider and the request (no read first); when
+that write is refused, the job as it was tells a duplicate (a second delivery: nothing changes, 200) from a job
+we do not know or another request. Otherwise (Mirako) the call carries our per-job Bearer token and an
+undocumented body: the job is read for the token's hash (the caller is authenticated before we call the
+provider on its behalf), and the body is only a hint that the job moved: the status of the job's OWN task id is
+read from the provider before anything is recorded, whatever id the body names. Only a job whose submit answer
+was lost (no task id yet) looks at the body's id, and adopts it only once the provider's status knows it.
 A webhook for a job we do not know, or naming another request than the job's, is acknowledged and
 logged: answering with an error would only make the provider retry for hours.
 """
@@ -18,13 +19,11 @@ from enum import StrEnum
 from avatarjobs.domain.errors import TransitionConflict
 from avatarjobs.domain.ids import is_job_id
 from avatarjobs.domain.job import Job, JobError, JobStatus, ProviderResult
-from avatarjobs.domain.ports import JobsRepository
-from avatarjobs.domain.provider_progress import Progress, ProviderProgress, submission_of
-from avatarjobs.observability import logger
-from avatarjobs.providers.base import (
+from avatarjobs.domain.ports import JobsRepository, Provider
+from avatarjobs.domain.provider_outcomes import Progress, ProviderOutcomes, submission_of
+from avatarjobs.domain.providers import (
     FailureKind,
     InvalidWebhook,
-    Provider,
     ProviderError,
     ProviderErrorCode,
     StatusReport,
@@ -32,10 +31,7 @@ from avatarjobs.providers.base import (
     UnknownProvider,
     WebhookNotice,
 )
-
-PROVIDERS = frozenset({"fal", "mirako"})
-# Providers whose webhook authenticates itself (a signature), without anything stored with the job.
-SIGNED = frozenset({"fal"})
+from avatarjobs.observability import logger
 
 
 class WebhookOutcome(StrEnum):
@@ -45,23 +41,21 @@ class WebhookOutcome(StrEnum):
 
 
 class WebhookReceiver:
-    def __init__(self, jobs: JobsRepository, providers: Callable[[str], Provider], progress: ProviderProgress) -> None:
+    def __init__(self, jobs: JobsRepository, providers: Callable[[str], Provider], progress: ProviderOutcomes) -> None:
         self._jobs = jobs
         self._providers = providers
         self._progress = progress
 
     def receive(self, provider_name: str, job_id: str, headers: Mapping[str, str], raw_body: bytes) -> WebhookOutcome:
-        """Raises InvalidWebhook (not authentic: change nothing) and UnknownProvider."""
-        if provider_name not in PROVIDERS:
-            raise UnknownProvider(provider_name)
-        if provider_name in SIGNED:
-            return self._receive_signed(self._providers(provider_name), job_id, headers, raw_body)
+        """Raises InvalidWebhook (not authentic: change nothing) and UnknownProvider (from the provider registry)."""
+        provider = self._providers(provider_name)
+        if provider.capabilities.signed_webhooks:
+            return self._receive_signed(provider, job_id, headers, raw_body)
         job = self._jobs.get(job_id) if is_job_id(job_id) else None
         if job is None:
             # Without the job there is no token to check the call against, and nothing to record.
             logger.info("webhook for an unknown job", extra={"job_id": job_id, "provider": provider_name})
             return WebhookOutcome.IGNORED
-        provider = self._providers(provider_name)
         notice = provider.verify_webhook(headers, raw_body, token_sha256=job.webhook_token_sha256)
         return self._receive_for(provider, job_id, job, notice)
 

@@ -27,9 +27,9 @@ from avatarjobs.domain.errors import (
     ServiceUnavailable,
     TransitionConflict,
 )
+from avatarjobs.domain.providers import InvalidWebhook, ProviderError, SigningKeysUnavailable, UnknownProvider
 from avatarjobs.domain.validation import field_error
 from avatarjobs.observability import logger
-from avatarjobs.providers.base import InvalidWebhook, ProviderError, SigningKeysUnavailable, UnknownProvider
 
 PROBLEM_JSON = "application/problem+json"
 

@@ -13,8 +13,8 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 
-from avatarjobs.providers.base import (
-    ApiKey,
+from avatarjobs.domain.ports import InputDelivery, ProviderCapabilities
+from avatarjobs.domain.providers import (
     CancelOutcome,
     FailureKind,
     InvalidWebhook,
@@ -25,10 +25,11 @@ from avatarjobs.providers.base import (
     Submission,
     VideoResult,
     WebhookNotice,
-    key_reader,
 )
-from avatarjobs.providers.fal_webhook_signature import FalWebhookVerifier, InvalidSignature
+from avatarjobs.providers import ApiKey, KeySource, key_reader
+from avatarjobs.providers.fal_webhook_signature import FalWebhookVerifier, InvalidSignature, http_jwks_fetcher
 from avatarjobs.providers.http import error_for_response, json_object, json_or_none, send, shared_client
+from avatarjobs.settings import ProviderSettings
 
 # owner/app[/endpoint...]: the model goes into the URL path, so nothing that could change the path's meaning.
 _MODEL_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)+$")
@@ -202,6 +203,8 @@ def parse_fal_webhook(raw_body: bytes) -> FalWebhookEvent:
 
 class FalQueueProvider:
     name = "fal"
+    # fal fetches its inputs from URLs, signs its webhooks, and cancels queued and running requests.
+    capabilities = ProviderCapabilities(inputs=InputDelivery.URLS, signed_webhooks=True, cancels=True)
 
     def __init__(
         self,
@@ -385,3 +388,13 @@ class FalQueueProvider:
             error_code=event.error_code,
             provider_code=event.provider_code,
         )
+
+
+def plugin(config: ProviderSettings, keys: KeySource) -> FalQueueProvider:
+    """fal as configured (the registry's entry, providers/__init__.py). Built once per process, so the JWKS its
+    webhook verifier caches serves every warm invocation."""
+    return FalQueueProvider(
+        config.fal_queue_base_url,
+        keys("FAL_KEY", config.fal_key_secret_arn),
+        webhook_verifier=FalWebhookVerifier(http_jwks_fetcher(config.fal_jwks_url)),
+    )

@@ -18,7 +18,7 @@ import httpx
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from avatarjobs.providers.base import SigningKeysUnavailable
+from avatarjobs.domain.providers import SigningKeysUnavailable
 from avatarjobs.providers.http import TIMEOUT, USER_AGENT, NoTimeForCall, call_timeout
 
 REQUEST_ID_HEADER = "x-fal-webhook-request-id"

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
+from avatarjobs.domain.providers import FailureKind, ProviderError, ProviderErrorCode
 from avatarjobs.net.timeouts import NoTimeLeft, within_deadline
-from avatarjobs.providers.base import FailureKind, ProviderError, ProviderErrorCode
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 READ_TIMEOUT_SECONDS = 30.0

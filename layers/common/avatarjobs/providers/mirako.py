@@ -10,7 +10,6 @@ import binascii
 import hashlib
 import hmac
 import json
-import secrets
 import struct
 from collections.abc import Mapping
 from typing import Any
@@ -19,8 +18,8 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from avatarjobs.providers.base import (
-    ApiKey,
+from avatarjobs.domain.ports import InputDelivery, ProviderCapabilities
+from avatarjobs.domain.providers import (
     CancelOutcome,
     FailureKind,
     InvalidWebhook,
@@ -31,9 +30,10 @@ from avatarjobs.providers.base import (
     Submission,
     VideoResult,
     WebhookNotice,
-    key_reader,
 )
+from avatarjobs.providers import ApiKey, KeySource, key_reader
 from avatarjobs.providers.http import error_for_response, json_object, json_or_none, redact, send, shared_client
+from avatarjobs.settings import ProviderSettings
 
 MODEL = "talking-avatar"
 NO_TASK_ID_MESSAGE = "Failed to get valid task_id from server."
@@ -104,12 +104,6 @@ def problem_message(response: httpx.Response) -> tuple[str, str | None]:
     return message, problem.title
 
 
-def new_webhook_token() -> tuple[str, str]:
-    """A random token for one job's webhook, and its SHA-256 (hex): only the hash is stored."""
-    token = secrets.token_urlsafe(32)
-    return token, hashlib.sha256(token.encode()).hexdigest()
-
-
 def verify_webhook_token(presented_authorization_header: str | None, stored_sha256_hex: str) -> bool:
     """True when the header is `Bearer <token>` and the token's SHA-256 is the stored one (constant time)."""
     if not presented_authorization_header:
@@ -174,6 +168,15 @@ def _is_problem(response: httpx.Response) -> bool:
 
 class MirakoProvider:
     name = "mirako"
+    # talking-avatar takes the image and the audio as base64 in the request (`image`, `audio`), or speech from
+    # `text` with a `voice_profile_id`; it authenticates its webhook by our per-job token only; it has no cancel.
+    capabilities = ProviderCapabilities(
+        inputs=InputDelivery.BYTES,
+        byte_inputs={"image_url": "image", "audio_url": "audio"},
+        passed_inputs=("text", "voice_profile_id"),
+        signed_webhooks=False,
+        cancels=False,
+    )
 
     def __init__(self, base_url: str, api_key: ApiKey, client: httpx.Client | None = None) -> None:
         self._base_url = base_url.rstrip("/")
@@ -332,3 +335,8 @@ class MirakoProvider:
             body = None
         task_id = body.get("id") if isinstance(body, dict) else None
         return WebhookNotice(request_id=task_id if isinstance(task_id, str) else None, trusted=False)
+
+
+def plugin(config: ProviderSettings, keys: KeySource) -> MirakoProvider:
+    """Mirako as configured (the registry's entry, providers/__init__.py)."""
+    return MirakoProvider(config.mirako_base_url, keys("MIRAKO_API_KEY", config.mirako_key_secret_arn))

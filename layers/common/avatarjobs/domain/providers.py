@@ -1,20 +1,9 @@
-"""The provider interface: what the dispatcher, webhook, reconciler and finalizer need from fal or Mirako.
-
-The types here say nothing about HTTP, so the domain can use them and tests can fake a provider in a few lines.
+"""What provider calls answer and raise, as the domain sees them: no HTTP here, so the domain can decide on
+them and tests can fake a provider in a few lines. The port itself (Provider, its capabilities) is in ports.py.
 """
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
-
-# A provider's API key, or what reads it the first time a call needs it: checking a webhook's signature or token
-# needs no key, so no key is fetched for one (docs/decisions.md, "Webhooks: signature or token before any key").
-type ApiKey = str | Callable[[], str]
-
-
-def key_reader(api_key: ApiKey) -> Callable[[], str]:
-    return api_key if callable(api_key) else lambda: api_key
 
 
 class ProviderErrorCode(StrEnum):
@@ -153,40 +142,3 @@ class InvalidWebhook(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-class Provider(Protocol):
-    name: str
-
-    def submit(
-        self,
-        model: str,
-        inputs: dict[str, Any],
-        *,
-        webhook_url: str,
-        webhook_token: str | None,
-        start_within_seconds: int | None = None,
-    ) -> Submission:
-        """Start a generation; the provider calls `webhook_url` when it ends.
-
-        fal: `inputs` is the model's input, media fields holding fetchable https URLs.
-        Mirako: `inputs` holds `image` (bytes) and either `audio` (bytes) or `text` + `voice_profile_id`.
-        `start_within_seconds`: the provider is to drop the job, unbilled, if it has not started it by then
-        (fal's X-Fal-Request-Timeout); a provider without such a deadline ignores it.
-        """
-        ...
-
-    def status(self, submission: Submission) -> StatusReport: ...
-
-    def result(self, submission: Submission) -> VideoResult:
-        """The finished video. Raises a permanent ProviderError when the generation failed."""
-        ...
-
-    def cancel(self, submission: Submission) -> CancelOutcome: ...
-
-    def verify_webhook(self, headers: Mapping[str, str], raw_body: bytes, *, token_sha256: str | None) -> WebhookNotice:
-        """Authenticates a webhook call and reads it; InvalidWebhook when it is not genuine.
-
-        fal: the ED25519 signature over the raw body. Mirako: the job's Bearer token, against `token_sha256`.
-        """
-        ...

@@ -1,4 +1,5 @@
-"""Applies what a provider says about a job (from its webhook or a poll), once, whoever says it first.
+"""Records what a provider says of a job (from its webhook or a poll: completed, failed, running, canceled, its
+request id), once, whoever says it first; and the deadline, which the reconciler reports.
 
 Each step is one conditional transition. A duplicate (fal retries webhooks up to ten times; the reconciler
 may poll the same job) finds the job already moved and changes nothing. The finalize message is sent by
@@ -12,21 +13,18 @@ from typing import Any
 from avatarjobs.domain.errors import InvalidTransition, TransitionConflict
 from avatarjobs.domain.job import Job, JobError, JobStatus, ProviderResult, isoformat, utc_now
 from avatarjobs.domain.messages import FinalizeMessage
-from avatarjobs.domain.ports import JobQueue, JobsRepository
-from avatarjobs.domain.state_machine import TRANSITIONS, JobEvent, next_status
-from avatarjobs.observability import logger
-from avatarjobs.providers.base import (
+from avatarjobs.domain.ports import JobQueue, JobsRepository, Provider
+from avatarjobs.domain.providers import (
     FailureKind,
-    Provider,
     ProviderError,
     ProviderErrorCode,
     ProviderState,
     StatusReport,
     Submission,
 )
+from avatarjobs.domain.state_machine import JobEvent
+from avatarjobs.observability import logger
 
-# The statuses a provider's completion moves on (to FINALIZING): the state machine's table says which.
-COMPLETABLE = tuple(status for (status, event) in TRANSITIONS if event == JobEvent.PROVIDER_COMPLETED)
 # Polls that find a run COMPLETED with a result we cannot read (a gateway's 5xx page, an unreadable body) before
 # the job fails: the result is kept an hour at most, so waiting for the deadline would only leave it stuck.
 UNREADABLE_RESULT_POLLS_MAX = 3
@@ -37,7 +35,7 @@ class Progress(StrEnum):
     DUPLICATE = "duplicate"  # the job had already moved (or the event does not apply to it any more)
 
 
-class ProviderProgress:
+class ProviderOutcomes:
     def __init__(self, jobs: JobsRepository, finalize_queue: JobQueue) -> None:
         self._jobs = jobs
         self._finalize_queue = finalize_queue
@@ -101,12 +99,10 @@ class ProviderProgress:
             )
             return job
         now = isoformat(utc_now())
+        changes = {"provider_request_id": request_id, "submission_unconfirmed": False}
         if job.status == JobStatus.ACCEPTED:
-            changes = {"provider_request_id": request_id, "submission_unconfirmed": False}
-            return self._jobs.update_status(job, JobStatus.SUBMITTED, now=now, changes=changes)
-        return self._jobs.update_fields(
-            job, now=now, changes={"provider_request_id": request_id, "submission_unconfirmed": False}
-        )
+            return self._jobs.transition(job, JobEvent.DISPATCHED, now=now, changes=changes)
+        return self._jobs.update_fields(job, now=now, changes=changes)
 
     def completed(self, job: Job, result: ProviderResult) -> Progress:
         changes = {"provider_result": result.model_dump(exclude_none=True)}
@@ -124,7 +120,6 @@ class ProviderProgress:
         """
         moved = self._jobs.enter_finalizing(
             job_id,
-            from_statuses=COMPLETABLE,
             expected={"provider": provider, "provider_request_id": request_id},
             now=isoformat(utc_now()),
             changes={"provider_result": result.model_dump(exclude_none=True)},
@@ -170,17 +165,15 @@ class ProviderProgress:
         """The transition, or the current job when it had already moved; a lost race is re-read once."""
         for _ in range(2):
             try:
-                target = next_status(job.status, event)
+                moved = self._jobs.transition(job, event, now=isoformat(utc_now()), changes=changes)
             except InvalidTransition:
                 return Progress.DUPLICATE, job
-            try:
-                moved = self._jobs.update_status(job, target, now=isoformat(utc_now()), changes=changes)
             except TransitionConflict as conflict:
                 if conflict.current is None:
                     return Progress.DUPLICATE, job
                 job = conflict.current  # as the refused update found it: no read needed
                 continue
-            logger.info("job moved", extra={"job_id": job.job_id, "event": event, "status": target})
+            logger.info("job moved", extra={"job_id": job.job_id, "event": event, "status": moved.status})
             return Progress.RECORDED, moved
         return Progress.DUPLICATE, job
 
