@@ -1,5 +1,5 @@
-"""template.yaml as CloudFormation receives it: the language extensions (Fn::ForEach) expanded by the SAM CLI's own
-implementation, then transformed by aws-sam-translator, as `sam validate` and CloudFormation's transforms do.
+"""template.yaml as CloudFormation deploys it: its language extensions (Fn::ForEach) expanded by the SAM CLI's own
+implementation, then transformed by aws-sam-translator, as CloudFormation's two transforms do.
 
 The translator runs in .venv-sam, the SAM CLI's own environment: it pins a pydantic older than the layer's, so it
 cannot share .venv (make unit builds both).
@@ -16,15 +16,46 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
 SAM_PYTHON = ROOT / ".venv-sam" / "bin" / "python"
 
-# As samcli.lib.translate.sam_template_validator does it: language extensions first, local CodeUri/ContentUri
+# The SAM CLI's own Fn::ForEach expansion (its ForEachProcessor alone: its full pipeline would also resolve Refs to
+# parameters with their defaults, which CloudFormation resolves with the deploy's values), then what CloudFormation
+# makes of the expanded text: a Ref or GetAtt naming a resource by a plain Fn::Sub names it, a Fn::FindInMap of
+# plain keys is its value. Then as samcli.lib.translate.sam_template_validator does it: local CodeUri/ContentUri
 # become S3 URIs, no AWS calls.
 _TRANSFORM = """
 import json, sys
-from samcli.lib.cfn_language_extensions.sam_integration import expand_language_extensions
+from samcli.lib.cfn_language_extensions.models import TemplateProcessingContext
+from samcli.lib.cfn_language_extensions.processors import ForEachProcessor
 from samcli.yamlhelper import yaml_parse
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
-template = expand_language_extensions(yaml_parse(open(sys.argv[1]).read()), enabled=True).expanded_template
+
+def plain(value):
+    text = value.get("Fn::Sub") if isinstance(value, dict) and len(value) == 1 else None
+    return text if isinstance(text, str) and "${" not in text else value
+
+def simplified(value, mappings):
+    if isinstance(value, list):
+        return [simplified(item, mappings) for item in value]
+    if not isinstance(value, dict):
+        return value
+    # Of the same mapping type: SAM's API deployment id hashes str() of what it copies from the template.
+    value = type(value)((key, simplified(item, mappings)) for key, item in value.items())
+    keys = value.get("Fn::FindInMap")
+    if len(value) == 1 and isinstance(keys, list) and all(isinstance(key, str) for key in keys):
+        return mappings[keys[0]][keys[1]][keys[2]]
+    if set(value) == {"Ref"}:
+        value["Ref"] = plain(value["Ref"])
+    if set(value) == {"Fn::GetAtt"} and isinstance(value["Fn::GetAtt"], list):
+        value["Fn::GetAtt"] = [plain(item) for item in value["Fn::GetAtt"]]
+    return value
+
+template = yaml_parse(open(sys.argv[1]).read())
+context = TemplateProcessingContext(fragment=template)
+ForEachProcessor().process_template(context)
+template = context.fragment
+for section in ("Resources", "Outputs", "Conditions"):
+    if section in template:
+        template[section] = simplified(template[section], template.get("Mappings", {}))
 for resource in template["Resources"].values():
     properties = resource.get("Properties", {})
     for key in ("CodeUri", "ContentUri"):
@@ -50,8 +81,10 @@ def transformed(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
         [str(SAM_PYTHON), "-c", _TRANSFORM, str(path)],
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
         env=environment,
     )
+    if completed.returncode != 0:
+        raise RuntimeError(f"transforming {path} failed:\n{completed.stderr}")
     document: dict[str, Any] = json.loads(completed.stdout)
     return document
