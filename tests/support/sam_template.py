@@ -56,6 +56,9 @@ template = context.fragment
 for section in ("Resources", "Outputs", "Conditions"):
     if section in template:
         template[section] = simplified(template[section], template.get("Mappings", {}))
+if sys.argv[2] == "expanded":
+    json.dump(template, sys.stdout)
+    sys.exit(0)
 for resource in template["Resources"].values():
     properties = resource.get("Properties", {})
     for key in ("CodeUri", "ContentUri"):
@@ -73,12 +76,22 @@ class SamEnvironmentMissing(RuntimeError):
 
 @cache
 def transformed(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
-    """The template as CloudFormation deploys it (its own document: parsed once per path and run)."""
+    """The template as CloudFormation deploys it (parsed once per path and run: do not change it)."""
+    return _run(path, "transformed")
+
+
+@cache
+def expanded(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    """The template with its language extensions expanded by the SAM CLI, before the SAM transform."""
+    return _run(path, "expanded")
+
+
+def _run(path: Path, stage: str) -> dict[str, Any]:
     if not SAM_PYTHON.exists():
         raise SamEnvironmentMissing("the SAM CLI environment is missing: run `make .venv-sam/.installed`")
     environment = {"PATH": os.environ.get("PATH", ""), "AWS_DEFAULT_REGION": "us-east-1", "SAM_CLI_TELEMETRY": "0"}
     completed = subprocess.run(  # noqa: S603 - our own interpreter and script
-        [str(SAM_PYTHON), "-c", _TRANSFORM, str(path)],
+        [str(SAM_PYTHON), "-c", _TRANSFORM, str(path), stage],
         capture_output=True,
         text=True,
         check=False,
