@@ -12,7 +12,9 @@ Normalised, so that only what a deploy would do differently shows:
 - a role's inline policies, its customer managed policies (by Ref) and the AWS::IAM::Policy/ManagedPolicy resources
   naming it become one sorted list of its statements ("EffectiveStatements"): moving a statement between a role's
   own policy and a shared one, or reordering statements, changes nothing a principal may do; AWS managed policies
-  stay named by ARN.
+  stay named by ARN;
+- a parameter's Default and AllowedValues are their text: CloudFormation passes every parameter value as a string
+  (`Default: 120` and `Default: "120"` deploy the same).
 
 Deliberate differences are listed in ADDED_RESOURCES (none so far): a resource there must exist now and is the only
 kind missing from the snapshot that is allowed.
@@ -21,6 +23,9 @@ When template.yaml changes on purpose (a new resource, a new permission), regene
 diff in the same commit:
 
     .venv/bin/python -m tests.unit.test_template_equivalence > tests/template/transformed_snapshot.json
+
+(`... test_template_equivalence <path>` normalises another template file, e.g. an older template.yaml taken with
+`git show <commit>:template.yaml`.)
 """
 
 import json
@@ -85,6 +90,13 @@ def normalised(template: dict[str, Any]) -> dict[str, Any]:
             resource["Properties"].pop("Roles", None)
     document = {"Resources": resources, "Mappings": mappings}
     document.update({section: template.get(section, {}) for section in _COMPARED_SECTIONS})
+    parameters = {name: dict(parameter) for name, parameter in document["Parameters"].items()}
+    for parameter in parameters.values():
+        if "Default" in parameter:
+            parameter["Default"] = str(parameter["Default"])
+        if "AllowedValues" in parameter:
+            parameter["AllowedValues"] = [str(value) for value in parameter["AllowedValues"]]
+    document["Parameters"] = parameters
     normalised_document: dict[str, Any] = json.loads(json.dumps(document, sort_keys=True))
     return normalised_document
 
@@ -143,5 +155,6 @@ def test_the_mappings_of_before_are_still_there(current: dict[str, Any], snapsho
 
 
 if __name__ == "__main__":
-    json.dump(normalised(transformed()), sys.stdout, indent=1, sort_keys=True)
+    source = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else None
+    json.dump(normalised(transformed(source) if source else transformed()), sys.stdout, indent=1, sort_keys=True)
     sys.stdout.write("\n")
