@@ -52,7 +52,17 @@ def _parsed_template(path: Path, _mtime_ns: int, _size: int) -> dict[str, Any]:
     # Parsing the YAML is most of what provisioning a mocked account costs in the unit tests; a copy is not.
     with path.open() as stream:
         document: dict[str, Any] = yaml.load(stream, Loader=_CloudFormationLoader)  # noqa: S506 - SafeLoader subclass
-    return expand_language_extensions(document)
+    return expand_language_extensions(_unshared(document))
+
+
+def _unshared(value: Any) -> Any:
+    """The document with every YAML alias written out as a copy of its own (a caller changing one place must not
+    change the others, as in the template CloudFormation receives)."""
+    if isinstance(value, dict):
+        return {key: _unshared(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unshared(item) for item in value]
+    return value
 
 
 _FOR_EACH = "Fn::ForEach::"

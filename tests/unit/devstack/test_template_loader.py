@@ -77,3 +77,17 @@ def test_a_loop_that_makes_an_existing_resource_is_refused() -> None:
     }
     with pytest.raises(ValueError, match="AQueue"):
         expand_language_extensions(template)
+
+
+def test_what_the_template_writes_once_is_a_copy_of_its_own_in_every_place() -> None:
+    resources = load_template()["Resources"]
+    dispatch = resources["DispatchFunction"]["Properties"]
+    finalize = resources["FinalizeFunction"]["Properties"]
+    assert dispatch["Policies"][0]["Statement"][0] == finalize["Policies"][0]["Statement"][0]  # one anchor, two uses
+    assert dispatch["Policies"][0]["Statement"][0] is not finalize["Policies"][0]["Statement"][0]
+    fal_url = {"Ref": "FalQueueBaseUrl"}
+    assert dispatch["Environment"]["Variables"]["FAL_QUEUE_BASE_URL"] == fal_url
+    assert (
+        dispatch["Environment"]["Variables"]["FAL_QUEUE_BASE_URL"]
+        is not (finalize["Environment"]["Variables"]["FAL_QUEUE_BASE_URL"])
+    )
