@@ -1,14 +1,9 @@
-"""The deployed permissions as AWS evaluates them: template.yaml transformed by aws-sam-translator (as `sam validate`
-and CloudFormation's SAM transform do), with the AWS managed policies SAM attaches expanded from pinned copies
-(tests/iam/aws_managed_policies.json) and explicit Deny statements applied.
-
-The translator runs in .venv-sam, the SAM CLI's own environment: it pins a pydantic older than the layer's, so it
-cannot share .venv (make unit builds both).
+"""The deployed permissions as AWS evaluates them: template.yaml transformed as CloudFormation does it
+(tests/support/sam_template.py: language extensions, then aws-sam-translator), with the AWS managed policies SAM
+attaches expanded from pinned copies (tests/iam/aws_managed_policies.json) and explicit Deny statements applied.
 """
 
 import json
-import os
-import subprocess
 from fnmatch import fnmatchcase
 from functools import cache
 from pathlib import Path
@@ -16,26 +11,11 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SAM_PYTHON = ROOT / ".venv-sam" / "bin" / "python"
-MANAGED_POLICIES: dict[str, Any] = json.loads((ROOT / "tests" / "iam" / "aws_managed_policies.json").read_text())
+from tests.support.sam_template import SamEnvironmentMissing
+from tests.support.sam_template import transformed as sam_transformed
 
-# As samcli.lib.translate.sam_template_validator does it: local CodeUri/ContentUri become S3 URIs, no AWS calls.
-_TRANSFORM = """
-import json, sys
-from samcli.yamlhelper import yaml_parse
-from samtranslator.parser.parser import Parser
-from samtranslator.translator.translator import Translator
-template = yaml_parse(open(sys.argv[1]).read())
-for resource in template["Resources"].values():
-    properties = resource.get("Properties", {})
-    for key in ("CodeUri", "ContentUri"):
-        if isinstance(properties.get(key), str):
-            properties[key] = "s3://bucket/" + properties[key]
-translated = Translator(managed_policy_map=None, sam_parser=Parser(), plugins=[]).translate(
-    sam_template=template, parameter_values={}, get_managed_policy_map=lambda: {})
-json.dump(translated, sys.stdout)
-"""
+ROOT = Path(__file__).resolve().parents[2]
+MANAGED_POLICIES: dict[str, Any] = json.loads((ROOT / "tests" / "iam" / "aws_managed_policies.json").read_text())
 
 FAL_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:avatarjobs/fal-AbCdEf"
 MIRAKO_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:avatarjobs/mirako-GhIjKl"
@@ -52,18 +32,10 @@ Statement = dict[str, Any]
 
 @cache
 def transformed() -> dict[str, Any]:
-    if not SAM_PYTHON.exists():
-        pytest.fail("the SAM CLI environment is missing: run `make .venv-sam/.installed`")
-    environment = {"PATH": os.environ.get("PATH", ""), "AWS_DEFAULT_REGION": "us-east-1", "SAM_CLI_TELEMETRY": "0"}
-    completed = subprocess.run(  # noqa: S603 - our own interpreter and script
-        [str(SAM_PYTHON), "-c", _TRANSFORM, str(ROOT / "template.yaml")],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=environment,
-    )
-    document: dict[str, Any] = json.loads(completed.stdout)
-    return document
+    try:
+        return sam_transformed()
+    except SamEnvironmentMissing as missing:
+        pytest.fail(str(missing))
 
 
 def _conditions(template: dict[str, Any], parameters: dict[str, str]) -> dict[str, bool]:

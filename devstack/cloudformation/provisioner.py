@@ -1,20 +1,17 @@
 """Creates the resources of template.yaml in any AWS endpoint (moto in tests and in the local stack).
 
 template.yaml is the single source of names, keys, indexes, queues and wiring: the tests and the local
-stack read it here instead of repeating it, so they cannot drift from what `sam deploy` creates.
+stack read it (devstack.cloudformation.loader) instead of repeating it, so they cannot drift from what
+`sam deploy` creates.
 """
 
-import copy
 import json
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import boto3
-import yaml
+
+from devstack.cloudformation.loader import ACCOUNT_ID, FUNCTION_TYPE, REGION, Stack, load_template
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -23,196 +20,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
-
-TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "template.yaml"
-REGION = "us-east-1"
-_FUNCTION = "AWS::Serverless::Function"
-ACCOUNT_ID = "123456789012"  # moto's default account
-
-
-class _CloudFormationLoader(yaml.SafeLoader):
-    """YAML with CloudFormation's short forms (!Ref, !GetAtt, !Sub, ...) read as their long forms."""
-
-
-def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    if suffix == "Ref":
-        return {"Ref": value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{suffix}": value}
-
-
-_CloudFormationLoader.add_multi_constructor("!", _intrinsic)
-
-
-def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
-    """The template as a document of its own (the caller may change it), parsed once per file version."""
-    stat = path.stat()
-    return copy.deepcopy(_parsed_template(path.resolve(), stat.st_mtime_ns, stat.st_size))
-
-
-@cache
-def _parsed_template(path: Path, _mtime_ns: int, _size: int) -> dict[str, Any]:
-    # Parsing the YAML is most of what provisioning a mocked account costs in the unit tests; a copy is not.
-    with path.open() as stream:
-        document: dict[str, Any] = yaml.load(stream, Loader=_CloudFormationLoader)  # noqa: S506 - SafeLoader subclass
-    return document
-
-
-@dataclass(frozen=True)
-class FunctionEvent:
-    """One entry of a function's Events, its Properties resolved against the stack."""
-
-    name: str
-    type: str
-    properties: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class FunctionSpec:
-    """What the local stack needs to run an AWS::Serverless::Function of the template (Globals applied)."""
-
-    logical_id: str
-    name: str
-    arn: str
-    code_uri: str
-    handler: str
-    timeout_seconds: int
-    memory_mb: int
-    layer_uris: tuple[str, ...]  # ContentUri of the template's own layers, in the function's order
-    events: dict[str, FunctionEvent]
-    event_invoke_config: dict[str, Any]
-
-
-@dataclass
-class Stack:
-    """The physical resources made from a template: what Ref and GetAtt resolve to."""
-
-    template: dict[str, Any]
-    refs: dict[str, str] = field(default_factory=dict)
-    attributes: dict[tuple[str, str], str] = field(default_factory=dict)
-    stack_name: str = "avatarjobs"
-    parameters: dict[str, str] = field(default_factory=dict)  # overrides of the template's parameter defaults
-
-    def resolve(self, value: Any) -> Any:
-        """Evaluates the intrinsic functions of a template value against this stack."""
-        if isinstance(value, list):
-            return [self.resolve(item) for item in value]
-        if not isinstance(value, dict):
-            return value
-        if len(value) != 1:
-            return {key: self.resolve(item) for key, item in value.items()}
-        ((name, argument),) = value.items()
-        intrinsics: dict[str, Callable[[Any], Any]] = {
-            "Ref": self._ref,
-            "Fn::GetAtt": lambda argument: self.attributes[(argument[0], argument[1])],
-            "Fn::Sub": self._sub,
-            "Fn::Join": self._join,
-            "Fn::FindInMap": self._find_in_map,
-        }
-        intrinsic = intrinsics.get(name)
-        return intrinsic(argument) if intrinsic else {name: self.resolve(argument)}
-
-    def _join(self, argument: list[Any]) -> str:
-        separator, items = argument
-        return str(separator).join(str(self.resolve(item)) for item in items)
-
-    def _find_in_map(self, argument: list[Any]) -> Any:
-        mapping, top, second = (str(self.resolve(item)) for item in argument)
-        table = {str(key): value for key, value in self.template["Mappings"][mapping].items()}
-        return table[top][second]
-
-    def _ref(self, logical_id: str) -> str:
-        pseudo = {
-            "AWS::Region": REGION,
-            "AWS::AccountId": ACCOUNT_ID,
-            "AWS::StackName": self.stack_name,
-            "AWS::Partition": "aws",
-            "AWS::URLSuffix": "amazonaws.com",
-        }
-        if logical_id in pseudo:
-            return pseudo[logical_id]
-        if logical_id in self.refs:
-            return self.refs[logical_id]
-        if logical_id in self.parameters:  # as `sam deploy --parameter-overrides` would give it
-            return self.parameters[logical_id]
-        parameter = self.template.get("Parameters", {}).get(logical_id)
-        if parameter is not None and "Default" in parameter:
-            return str(parameter["Default"])
-        raise KeyError(f"!Ref {logical_id}: no such resource or parameter with a default")
-
-    def _sub(self, argument: str | list[Any]) -> str:
-        text, raw_variables = (argument, {}) if isinstance(argument, str) else argument
-        variables = {key: self.resolve(item) for key, item in raw_variables.items()}
-
-        def replace(match: re.Match[str]) -> str:
-            name = match[1]
-            if name in variables:
-                return str(variables[name])
-            if "." in name:
-                logical_id, attribute = name.split(".", 1)
-                return self.attributes[(logical_id, attribute)]
-            return self._ref(name)
-
-        return re.sub(r"\$\{([^}!]+)\}", replace, text)
-
-    def function_environment(self, logical_id: str) -> dict[str, str]:
-        """The environment a function gets: Globals merged with its own variables, every Ref resolved."""
-        globals_ = self.template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
-        own = self.template["Resources"][logical_id]["Properties"].get("Environment", {}).get("Variables", {})
-        return {name: str(self.resolve(value)) for name, value in {**globals_, **own}.items()}
-
-    def function(self, logical_id: str) -> FunctionSpec:
-        """The function's code, handler, limits and events as SAM would deploy them (Globals, then its own)."""
-        globals_ = self.template.get("Globals", {}).get("Function", {})
-        own = self.template["Resources"][logical_id]["Properties"]
-
-        def setting(name: str, default: Any) -> Any:
-            return self.resolve(own.get(name, globals_.get(name, default)))
-
-        events = {
-            name: FunctionEvent(name, event["Type"], self.resolve(event.get("Properties", {})))
-            for name, event in own.get("Events", {}).items()
-        }
-        return FunctionSpec(
-            logical_id=logical_id,
-            name=self.refs[logical_id],
-            arn=self.attributes[(logical_id, "Arn")],
-            code_uri=str(setting("CodeUri", ".")),
-            handler=str(setting("Handler", "")),
-            timeout_seconds=int(setting("Timeout", 3)),  # Lambda's default when neither says
-            memory_mb=int(setting("MemorySize", 128)),
-            layer_uris=self._layer_uris(own.get("Layers", globals_.get("Layers", []))),
-            events=events,
-            event_invoke_config=self.resolve(own.get("EventInvokeConfig", {})),
-        )
-
-    def functions(self) -> dict[str, FunctionSpec]:
-        return {logical_id: self.function(logical_id) for logical_id in self.resources_of_type(_FUNCTION)}
-
-    def _layer_uris(self, layers: list[Any]) -> tuple[str, ...]:
-        # A layer of this template is its ContentUri; a layer by ARN (another account's) cannot run here.
-        uris: list[str] = []
-        for layer in layers:
-            reference = layer.get("Ref") if isinstance(layer, dict) else None
-            resource = self.template["Resources"].get(reference) if isinstance(reference, str) else None
-            if resource is None or resource["Type"] != "AWS::Serverless::LayerVersion":
-                raise ValueError(f"layer {layer!r} is not a layer of this template; the local stack cannot load it")
-            uris.append(str(self.resolve(resource["Properties"]["ContentUri"])))
-        return tuple(uris)
-
-    def resources_of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
-        return {
-            logical_id: resource
-            for logical_id, resource in self.template["Resources"].items()
-            if resource["Type"] == resource_type
-        }
 
 
 class _Clients:
@@ -442,7 +249,7 @@ _CREATION_ORDER: list[tuple[str, Creator, Callable[[dict[str, Any]], bool]]] = [
     ("AWS::SNS::Topic", _create_topic, lambda _: True),
     ("AWS::Events::EventBus", _create_event_bus, lambda _: True),
     ("AWS::IAM::Role", _create_role, lambda _: True),
-    (_FUNCTION, _create_function_rules, lambda _: True),
+    (FUNCTION_TYPE, _create_function_rules, lambda _: True),
     ("AWS::SQS::QueuePolicy", _set_queue_policy, lambda _: True),  # may name the rules above
 ]
 
