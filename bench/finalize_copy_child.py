@@ -40,7 +40,8 @@ from avatarjobs.domain.video_copy import VIDEO_CONTENT_TYPE, video_key
 AVATARJOBS = "avatarjobs"
 UPLOAD_FILEOBJ = "upload_fileobj"
 # boto3's managed upload tuned to our copy's shape: 8 MiB parts, 4 in flight, 4 parts read ahead at most, and the
-# SHA-256 of the whole taken by a wrapper over the stream (the job reports it). The candidate to replace our store.
+# SHA-256 of the whole taken by a wrapper over the stream (the job reports it). Measured as a replacement of our
+# store (docs/decisions.md).
 S3TRANSFER_TUNED = "s3transfer_tuned"
 CONTENDERS = (AVATARJOBS, UPLOAD_FILEOBJ, S3TRANSFER_TUNED)
 TUNED_PART_BYTES = 8 * 1024 * 1024

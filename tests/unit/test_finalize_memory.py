@@ -21,6 +21,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from avatarjobs.adapters.video_download import FetcherVideoDownloader
 from avatarjobs.adapters.video_store import MIB, S3VideoStore
 from avatarjobs.domain.job import JobOutput
 from avatarjobs.domain.video_copy import CopyFailed, VideoCopier
@@ -103,7 +104,7 @@ def test_a_256_mib_video_is_streamed_into_s3_in_bounded_memory(
     s3: "S3Client", bucket: str, fetcher: SafeFetcher, video_server: str, record_property: Callable[[str, object], None]
 ) -> None:
     store = S3VideoStore(s3, bucket)
-    copier = VideoCopier(fetcher, store, {"fal": ["127.0.0.1"]})
+    copier = VideoCopier(FetcherVideoDownloader(fetcher), store, {"fal": ["127.0.0.1"]})
     part_buffers = (store.parts_in_flight + 1) * store.part_size
 
     outcome, peak, elapsed = traced_peak(lambda: copier.copy(JOB_ID, "fal", f"{video_server}/video.mp4"))
@@ -130,7 +131,7 @@ def test_a_connection_dropped_in_the_middle_aborts_the_upload(
     s3: "S3Client", bucket: str, fetcher: SafeFetcher, video_server: str
 ) -> None:
     store = S3VideoStore(s3, bucket)
-    copier = VideoCopier(fetcher, store, {"fal": ["127.0.0.1"]})
+    copier = VideoCopier(FetcherVideoDownloader(fetcher), store, {"fal": ["127.0.0.1"]})
 
     outcome, peak, elapsed = traced_peak(lambda: copier.copy(JOB_ID, "fal", f"{video_server}/broken.mp4"))
 

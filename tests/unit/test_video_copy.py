@@ -1,5 +1,6 @@
 """Copying a provider's video into S3 (moto): multipart, checksums, refusals, and nothing left after a failure."""
 
+import ast
 import base64
 import hashlib
 import threading
@@ -7,6 +8,7 @@ import time
 import zlib
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -16,7 +18,9 @@ from moto import mock_aws
 
 from avatarjobs import composition
 from avatarjobs.adapters import aws_clients
+from avatarjobs.adapters.video_download import FetcherVideoDownloader
 from avatarjobs.adapters.video_store import MIB, EmptyVideo, S3VideoStore, VideoTooLarge
+from avatarjobs.domain import video_copy
 from avatarjobs.domain.video_copy import (
     ACCEPTED_CONTENT_TYPES,
     DEFAULT_MAX_VIDEO_BYTES,
@@ -107,7 +111,9 @@ def s3() -> Iterator["S3Client"]:
 
 
 def copier(s3: "S3Client", fetcher: FakeFetcher, *, max_bytes: int = 64 * MIB) -> VideoCopier:
-    return VideoCopier(fetcher, S3VideoStore(s3, BUCKET, part_size=PART_SIZE), MEDIA_HOSTS, max_bytes=max_bytes)
+    return VideoCopier(
+        FetcherVideoDownloader(fetcher), S3VideoStore(s3, BUCKET, part_size=PART_SIZE), MEDIA_HOSTS, max_bytes=max_bytes
+    )
 
 
 def stored_keys(s3: "S3Client") -> list[str]:
@@ -290,7 +296,7 @@ def test_an_s3_error_in_the_middle_aborts_the_upload_and_is_retryable(s3: "S3Cli
 
 def test_a_missing_bucket_is_a_retryable_failure(s3: "S3Client") -> None:
     store = S3VideoStore(s3, "no-such-bucket", part_size=PART_SIZE)
-    video_copier = VideoCopier(FakeFetcher([video_body(100)]), store, MEDIA_HOSTS)
+    video_copier = VideoCopier(FetcherVideoDownloader(FakeFetcher([video_body(100)])), store, MEDIA_HOSTS)
 
     with pytest.raises(CopyFailed) as failure:
         video_copier.copy(JOB_ID, "fal", FAL_URL)
@@ -352,7 +358,7 @@ def test_refuses_hosts_that_are_not_the_providers_media_hosts(provider: str, url
     store = MemoryStore()
 
     with pytest.raises(CopyFailed) as failure:
-        VideoCopier(fetcher, store, MEDIA_HOSTS).copy(JOB_ID, provider, url)
+        VideoCopier(FetcherVideoDownloader(fetcher), store, MEDIA_HOSTS).copy(JOB_ID, provider, url)
 
     assert not failure.value.retryable
     assert "media host" in failure.value.reason or "well-formed" in failure.value.reason
@@ -376,7 +382,7 @@ def test_accepts_the_providers_media_hosts_and_their_subdomains(provider: str, u
     fetcher = FakeFetcher([video_body(100)])
     store = MemoryStore()
 
-    VideoCopier(fetcher, store, MEDIA_HOSTS).copy(JOB_ID, provider, url)
+    VideoCopier(FetcherVideoDownloader(fetcher), store, MEDIA_HOSTS).copy(JOB_ID, provider, url)
 
     assert [call["url"] for call in fetcher.calls] == [url]
     assert store.objects == {KEY: video_body(100)}
@@ -512,7 +518,7 @@ def test_parts_are_uploaded_side_by_side_and_the_download_stays_one_part_ahead(s
     s3.meta.events.register("after-call.s3.UploadPart", part_lands)
     store = S3VideoStore(s3, BUCKET, part_size=PART_SIZE, parts_in_flight=2)
 
-    output = VideoCopier(FakeFetcher(chunks()), store, MEDIA_HOSTS).copy(JOB_ID, "fal", FAL_URL)
+    output = VideoCopier(FetcherVideoDownloader(FakeFetcher(chunks())), store, MEDIA_HOSTS).copy(JOB_ID, "fal", FAL_URL)
 
     assert output.sha256 == hashlib.sha256(body).hexdigest()
     assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == body
@@ -539,7 +545,7 @@ def test_an_upload_is_aborted_only_after_the_parts_in_flight_have_landed(s3: "S3
     chunks = failing_after(in_chunks(body[: 2 * PART_SIZE + MIB], MIB), broken)
 
     with pytest.raises(CopyFailed) as failure:
-        VideoCopier(FakeFetcher(chunks), store, MEDIA_HOSTS).copy(JOB_ID, "fal", FAL_URL)
+        VideoCopier(FetcherVideoDownloader(FakeFetcher(chunks)), store, MEDIA_HOSTS).copy(JOB_ID, "fal", FAL_URL)
 
     assert failure.value.retryable
     assert events == ["part landed", "part landed", "abort"]
@@ -566,7 +572,7 @@ def test_a_failed_part_stops_the_download_and_no_later_part_is_sent(s3: "S3Clien
     store = S3VideoStore(s3, BUCKET, part_size=PART_SIZE, parts_in_flight=1)
 
     with pytest.raises(CopyFailed) as failure:
-        VideoCopier(FakeFetcher(chunks()), store, MEDIA_HOSTS).copy(JOB_ID, "fal", FAL_URL)
+        VideoCopier(FetcherVideoDownloader(FakeFetcher(chunks())), store, MEDIA_HOSTS).copy(JOB_ID, "fal", FAL_URL)
 
     assert failure.value.retryable
     assert "UploadPart failed (InternalError)" in failure.value.reason
@@ -690,3 +696,16 @@ def test_part_sizes_outside_the_range_are_refused_at_start(
 
     with pytest.raises(InvalidSetting, match="FINALIZE_PART_BYTES"):
         ProviderSettings.from_environment()
+
+
+def test_the_domain_imports_neither_httpx_nor_adapters_nor_providers() -> None:
+    """The domain reaches HTTP and AWS only through its ports (issue 12): the video copy through VideoDownloader."""
+    forbidden = ("httpx", "httpcore", "avatarjobs.net", "avatarjobs.adapters", "avatarjobs.providers")
+    packages = tuple(f"{name}." for name in forbidden)
+    found: list[str] = []
+    for module in sorted(Path(video_copy.__file__).parent.glob("*.py")):
+        tree = ast.parse(module.read_text())
+        imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+        imported += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+        found += [f"{module.name}: {name}" for name in imported if name in forbidden or name.startswith(packages)]
+    assert found == []

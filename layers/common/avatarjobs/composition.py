@@ -173,6 +173,7 @@ def finalizer() -> Finalizer:
 def video_copier(bucket: str) -> VideoCopier:
     """The finalizer's copy path into `bucket` (bench/finalize_copy.py measures this very one)."""
     from avatarjobs.adapters import aws_clients
+    from avatarjobs.adapters.video_download import FetcherVideoDownloader
     from avatarjobs.adapters.video_store import MAX_PARTS, MIN_PART_SIZE, S3VideoStore
     from avatarjobs.domain.video_copy import DEFAULT_MAX_VIDEO_BYTES, VideoCopier
 
@@ -183,7 +184,8 @@ def video_copier(bucket: str) -> VideoCopier:
     store = S3VideoStore(aws_clients.s3(), bucket, part_size=part_size, min_part_size=min_part_size)
     # Tiny local parts cap the video at S3's 10,000 parts; deployed, 10,000 parts of 8 MiB exceed the 2 GiB limit.
     max_bytes = min(DEFAULT_MAX_VIDEO_BYTES, part_size * MAX_PARTS)
-    return VideoCopier(_safe_fetcher(), store, media_hosts=config.media_hosts, max_bytes=max_bytes)
+    downloader = FetcherVideoDownloader(_safe_fetcher())
+    return VideoCopier(downloader, store, media_hosts=config.media_hosts, max_bytes=max_bytes)
 
 
 @once_per_process

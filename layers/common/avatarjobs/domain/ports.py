@@ -1,7 +1,8 @@
 """What the domain needs from the outside world, every port in one place. The AWS adapters (adapters/) and the
 provider plugins (providers/) implement these; tests swap them (composition.override, tests/support/fakes/)."""
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -151,6 +152,31 @@ class FetchFailed(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
+
+
+class MalformedUrl(Exception):
+    """The URL cannot be parsed as the downloader would parse it."""
+
+
+class DownloadStream(Protocol):
+    def iter_raw(self) -> Iterator[bytes]:
+        """The body's bytes as sent; raises FetchFailed when the download breaks off or passes its limit."""
+        ...
+
+
+class VideoDownloader(Protocol):
+    """Streams a provider's video from its URL (SSRF-safe), its errors told as FetchFailed."""
+
+    def host_and_path(self, url: str) -> tuple[str, str]:
+        """The host (ASCII, IDNA) and path the download would reach, read by the downloader's own URL parser,
+        so that the domain's host check and the connection agree. MalformedUrl when it cannot be parsed."""
+        ...
+
+    def open_stream(
+        self, url: str, *, max_bytes: int, allowed_content_types: Collection[str]
+    ) -> AbstractContextManager[DownloadStream]:
+        """The checked response, its body not yet read. Raises FetchFailed (on opening and while streaming)."""
+        ...
 
 
 class Copier(Protocol):

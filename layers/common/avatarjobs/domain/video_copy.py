@@ -1,23 +1,21 @@
 """Copies a provider's finished video into our outputs bucket, streaming, before the provider drops it.
 
 The URL comes from the provider's answer, so it is fetched only from that provider's media hosts (and, like
-every URL, through the SSRF-safe fetcher). The body is checked as it streams: its size against the limit and
-its first bytes for an MP4 `ftyp` box, so a wrong body is refused before a single part is uploaded.
+every URL, through the SSRF-safe fetcher behind the VideoDownloader port). The body is checked as it streams:
+its size against the limit and its first bytes for an MP4 `ftyp` box, so a wrong body is refused before a
+single part is uploaded.
 
 A copy is safe to repeat: the key depends only on the job, so a redelivered finalize message overwrites the
 same object with the same bytes.
 """
 
 import ipaddress
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import httpx
-
 from avatarjobs.domain.job import JobOutput
-from avatarjobs.net.safe_fetch import FetchError
+from avatarjobs.domain.ports import FetchFailed, MalformedUrl, VideoDownloader
 
 DEFAULT_MAX_VIDEO_BYTES = 2 * 1024**3
 VIDEO_CONTENT_TYPE = "video/mp4"
@@ -67,16 +65,6 @@ class StoredVideo:
     size: int
     sha256: str  # hex, of the whole object
     content_type: str
-
-
-class StreamingResponse(Protocol):
-    def iter_raw(self) -> Iterator[bytes]: ...
-
-
-class StreamFetcher(Protocol):
-    def open_stream(
-        self, url: str, *, max_bytes: int, allowed_content_types: Collection[str]
-    ) -> AbstractContextManager[StreamingResponse]: ...
 
 
 class VideoStore(Protocol):
@@ -160,12 +148,12 @@ def _checked_mp4(chunks: Iterable[bytes]) -> Iterator[bytes]:
 class VideoCopier:
     def __init__(
         self,
-        fetcher: StreamFetcher,
+        downloader: VideoDownloader,
         store: VideoStore,
         media_hosts: Mapping[str, Sequence[str]],
         max_bytes: int = DEFAULT_MAX_VIDEO_BYTES,
     ) -> None:
-        self._fetcher = fetcher
+        self._downloader = downloader
         self._store = store
         self._media_hosts = media_hosts
         self._max_bytes = max_bytes
@@ -174,7 +162,7 @@ class VideoCopier:
         """Streams the video at `url` to `videos/{job_id}.mp4`; CopyFailed (and no object) when it cannot."""
         self._check_host(provider, url)
         try:
-            with self._fetcher.open_stream(
+            with self._downloader.open_stream(
                 url, max_bytes=self._max_bytes, allowed_content_types=ACCEPTED_CONTENT_TYPES
             ) as response:
                 # iter_raw: the bytes exactly as sent (the fetcher refuses content-encoded bodies anyway).
@@ -184,7 +172,7 @@ class VideoCopier:
                     content_type=VIDEO_CONTENT_TYPE,
                     max_bytes=self._max_bytes,
                 )
-        except FetchError as error:
+        except FetchFailed as error:
             raise CopyFailed(f"could not download the video: {error.reason}", error.retryable) from error
         except (NotMp4, VideoTooLarge, EmptyVideo) as error:
             raise CopyFailed(str(error), retryable=False) from error
@@ -200,13 +188,12 @@ class VideoCopier:
 
     def _check_host(self, provider: str, url: str) -> None:
         try:
-            # The parser the fetcher uses, so both read the same host; raw_host is the ASCII (IDNA) form.
-            parsed = httpx.URL(url)
-            host = parsed.raw_host.decode("ascii", errors="replace")
-        except (httpx.InvalidURL, TypeError):
+            # Parsed by the downloader, so the host checked here is the host it connects to.
+            host, path = self._downloader.host_and_path(url)
+        except MalformedUrl:
             raise CopyFailed("the video URL is not a well-formed URL", retryable=False) from None
         entries = self._media_hosts.get(provider, ())
-        if not host or not url_is_listed(host, parsed.path, entries):
+        if not host or not url_is_listed(host, path, entries):
             raise CopyFailed(
                 f"the video URL's host {host or '(none)'} is not a media host of {provider}", retryable=False
             )

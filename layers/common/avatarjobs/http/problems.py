@@ -28,7 +28,6 @@ from avatarjobs.domain.errors import (
     TransitionConflict,
 )
 from avatarjobs.domain.providers import InvalidWebhook, ProviderError, SigningKeysUnavailable, UnknownProvider
-from avatarjobs.domain.validation import field_error
 from avatarjobs.observability import logger
 
 PROBLEM_JSON = "application/problem+json"
@@ -81,6 +80,9 @@ def problem(
 def _field_problem(error: Any) -> FieldProblem:
     location, *path = [str(part) for part in error["loc"]] or ["body"]
     if location == "body":
+        # Only a validated body needs the job-request models behind field_error: the webhook never pays for them.
+        from avatarjobs.domain.validation import field_error  # noqa: PLC0415
+
         body_error = ErrorDetails(type=error["type"], loc=tuple(path), msg=error.get("msg", ""), input=None)
         field = field_error(body_error)
         return FieldProblem(location="body", pointer=field.pointer, detail=field.detail)
