@@ -1,6 +1,5 @@
 """Copying a provider's video into S3 (moto): multipart, checksums, refusals, and nothing left after a failure."""
 
-import ast
 import base64
 import hashlib
 import threading
@@ -8,7 +7,6 @@ import time
 import zlib
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -20,7 +18,6 @@ from avatarjobs import composition
 from avatarjobs.adapters import aws_clients
 from avatarjobs.adapters.video_download import FetcherVideoDownloader
 from avatarjobs.adapters.video_store import MIB, EmptyVideo, S3VideoStore, VideoTooLarge
-from avatarjobs.domain import video_copy
 from avatarjobs.domain.video_copy import (
     ACCEPTED_CONTENT_TYPES,
     DEFAULT_MAX_VIDEO_BYTES,
@@ -696,16 +693,3 @@ def test_part_sizes_outside_the_range_are_refused_at_start(
 
     with pytest.raises(InvalidSetting, match="FINALIZE_PART_BYTES"):
         ProviderSettings.from_environment()
-
-
-def test_the_domain_imports_neither_httpx_nor_adapters_nor_providers() -> None:
-    """The domain reaches HTTP and AWS only through its ports (issue 12): the video copy through VideoDownloader."""
-    forbidden = ("httpx", "httpcore", "avatarjobs.net", "avatarjobs.adapters", "avatarjobs.providers")
-    packages = tuple(f"{name}." for name in forbidden)
-    found: list[str] = []
-    for module in sorted(Path(video_copy.__file__).parent.glob("*.py")):
-        tree = ast.parse(module.read_text())
-        imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
-        imported += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
-        found += [f"{module.name}: {name}" for name in imported if name in forbidden or name.startswith(packages)]
-    assert found == []
