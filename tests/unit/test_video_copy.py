@@ -7,7 +7,7 @@ import time
 import zlib
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import pytest
@@ -32,6 +32,8 @@ from tests.support.generated_video import FTYP_BOX
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+    from avatarjobs.net.safe_fetch import SafeFetcher
 
 BUCKET = "avatarjobs-outputs"
 JOB_ID = "01JD0000000000000000000001"
@@ -609,16 +611,14 @@ def local_stack_parts(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     composition.reset()
 
 
-def test_the_local_stack_can_copy_a_small_video_in_many_small_parts(
-    s3: "S3Client", local_stack_parts: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_local_stack_can_copy_a_small_video_in_many_small_parts(s3: "S3Client", local_stack_parts: int) -> None:
     """What a failure suite needs to make S3 part uploads fail: parts in ~100 kB emulator videos."""
     body = video_body(100_000)
     fetcher = FakeFetcher(in_chunks(body, 4096))
-    monkeypatch.setattr(composition, "_safe_fetcher", lambda: fetcher)
     calls = recorded_calls(aws_clients.s3())
 
-    output = composition.video_copier(BUCKET).copy(JOB_ID, "fal", "http://127.0.0.1:8123/video.mp4")
+    with composition.override(safe_fetcher=cast("SafeFetcher", fetcher)):
+        output = composition.video_copier(BUCKET).copy(JOB_ID, "fal", "http://127.0.0.1:8123/video.mp4")
 
     parts = -(-len(body) // local_stack_parts)
     assert parts == 7
@@ -637,10 +637,10 @@ def test_a_deployed_finalizer_uses_8_mib_parts_and_the_2_gib_limit(
     for name in ("AVATARJOBS_ALLOW_LOOPBACK_HTTP", "FINALIZE_PART_BYTES"):
         monkeypatch.delenv(name, raising=False)
     fetcher = FakeFetcher([video_body(1000)])
-    monkeypatch.setattr(composition, "_safe_fetcher", lambda: fetcher)
     composition.reset()
     try:
-        composition.video_copier(BUCKET).copy(JOB_ID, "fal", FAL_URL)
+        with composition.override(safe_fetcher=cast("SafeFetcher", fetcher)):
+            composition.video_copier(BUCKET).copy(JOB_ID, "fal", FAL_URL)
     finally:
         composition.reset()
 
