@@ -182,15 +182,8 @@ def test_a_signed_webhook_for_a_job_stored_before_its_finalizing_key_is_recorded
 def test_a_signed_webhook_for_a_job_whose_submit_answer_was_lost_adopts_the_request(
     env: Stack, fal_key: SigningKey, status: JobStatus
 ) -> None:
-    job = new_fal_job()
-    if status == JobStatus.SUBMITTED:  # the submit timed out: the provider may have it
-        job = move(
-            composition.jobs_repository(),
-            job,
-            JobStatus.SUBMITTED,
-            now=isoformat(utc_now()),
-            changes={"submission_unconfirmed": True},
-        )
+    # SUBMITTED: the submit timed out, so the provider may have it.
+    job = unconfirmed_fal_job(minutes_ago=0) if status == JobStatus.SUBMITTED else new_fal_job()
     body = fal_body()
     assert deliver("fal", job.job_id, body, fal_headers(fal_key, body)) == (200, {"status": "recorded"})
     finalizing = stored(job.job_id)
