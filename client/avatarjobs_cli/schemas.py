@@ -46,6 +46,7 @@ class JobView(TypedDict):
     status: str
     provider: str
     model: str
+    provider_request_id: NotRequired[str | None]  # the provider's id of the job, once submitted
     created_at: str
     updated_at: str
     deadline_at: str

@@ -487,6 +487,19 @@ def test_an_unknown_job_is_a_404(call: Call, job_id: str) -> None:
     assert problem["code"] == "job_not_found"
 
 
+def test_the_job_view_shows_the_providers_request_id_once_submitted(call: Call) -> None:
+    created = call("POST", "/jobs", body=job_body())[2]
+    assert created["provider_request_id"] is None
+    job = composition.jobs_service().get_job(OWNER, created["job_id"])
+    changes = {"provider_request_id": "764cabcf-b745-4b3e-ae38-1200304cf45b"}
+    move(composition.jobs_repository(), job, JobStatus.SUBMITTED, now=job.created_at, changes=changes)
+    status, _, view = call("GET", f"/jobs/{created['job_id']}")
+    assert status == 200
+    assert view["provider_request_id"] == "764cabcf-b745-4b3e-ae38-1200304cf45b"
+    [listed] = call("GET", "/jobs")[2]["items"]
+    assert listed["provider_request_id"] == "764cabcf-b745-4b3e-ae38-1200304cf45b"
+
+
 def test_someone_elses_job_is_a_404(call: Call) -> None:
     job_id = call("POST", "/jobs", body=job_body())[2]["job_id"]
     problem = assert_problem(*call("GET", f"/jobs/{job_id}", owner="other-key-id"), 404)
@@ -558,8 +571,23 @@ def test_an_accepted_job_is_canceled_at_once(call: Call) -> None:
     assert status == 200
     assert body["status"] == "CANCELED"
     assert set(body["timeline"]) == {"ACCEPTED", "CANCELED"}
+
+
+def test_canceling_a_canceled_job_again_answers_its_state_not_a_conflict(call: Call) -> None:
+    job_id = call("POST", "/jobs", body=job_body())[2]["job_id"]
+    first = call("POST", f"/jobs/{job_id}/cancel")[2]
+    status, _, again = call("POST", f"/jobs/{job_id}/cancel")
+    assert (status, again) == (200, first)  # nothing written the second time: same version, same timeline
+
+
+@pytest.mark.parametrize("ended", [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMED_OUT])
+def test_only_a_job_that_ended_otherwise_cannot_be_canceled(call: Call, ended: JobStatus) -> None:
+    job_id = call("POST", "/jobs", body=job_body())[2]["job_id"]
+    job = composition.jobs_service().get_job(OWNER, job_id)
+    move(composition.jobs_repository(), job, ended, now=job.created_at)
     problem = assert_problem(*call("POST", f"/jobs/{job_id}/cancel"), 409)
     assert problem["code"] == "job_not_cancelable"
+    assert ended.value in problem["detail"]
 
 
 def test_a_submitted_job_moves_to_cancel_requested(call: Call) -> None:

@@ -792,6 +792,20 @@ def test_canceling_a_submitted_job_asks_the_provider(env: Stack, answer: str, ex
     assert stored(job.job_id).status == expected
 
 
+def test_a_repeated_cancel_of_a_job_fal_canceled_at_once_answers_200_canceled_without_asking_again(
+    env: Stack,
+) -> None:
+    job = submitted_fal_job()
+    cancel = respx.put(FAL_URLS["cancel_url"]).mock(return_value=httpx.Response(200, json={"status": "OK"}))
+    event = api_event("POST", f"/jobs/{job.job_id}/cancel")
+    answers = [api_app.lambda_handler(event, LambdaContext("ApiFunction")) for _ in range(2)]
+    assert [(answer["statusCode"], json.loads(answer["body"])["status"]) for answer in answers] == [
+        (200, "CANCELED"),
+        (200, "CANCELED"),
+    ]
+    assert cancel.call_count == 1
+
+
 def test_a_fal_run_canceled_while_running_ends_canceled_not_failed(env: Stack, fal_key: SigningKey) -> None:
     job = submitted_fal_job()
     respx.put(FAL_URLS["cancel_url"]).mock(return_value=httpx.Response(202, json={"status": "CANCELLATION_REQUESTED"}))

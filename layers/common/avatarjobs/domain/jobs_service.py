@@ -213,14 +213,22 @@ class JobsService:
 
     def cancel_job(self, owner: str, job_id: str) -> Job:
         """ACCEPTED jobs are canceled at once. Submitted ones move to CANCEL_REQUESTED and the provider is asked;
-        the final state follows its answer (here, or through its webhook and the reconciler)."""
+        the final state follows its answer (here, or through its webhook and the reconciler).
+
+        Idempotent: a job already CANCELED or CANCEL_REQUESTED is answered as it is (a retried cancel whose first
+        answer was lost must not look like a failure); only a job that ended otherwise is JobNotCancelable."""
         job = self.get_job(owner, job_id)
-        if job.status == JobStatus.CANCEL_REQUESTED:
+        if job.status in _CANCELING:
             return job
         try:
             job = self._jobs.transition(job, JobEvent.CANCEL, now=isoformat(utc_now()))
         except InvalidTransition:
             raise JobNotCancelable(job_id, job.status) from None
+        except TransitionConflict as conflict:
+            # A concurrent cancel (or the provider's answer) won the write: its outcome is this cancel's too.
+            if conflict.current is not None and conflict.current.status in _CANCELING:
+                return conflict.current
+            raise
         if job.status == JobStatus.CANCEL_REQUESTED:
             job = self._cancel_at_provider(job)
         return job
@@ -265,6 +273,9 @@ class JobsService:
                 )
             )
         return UploadsView(uploads=targets)
+
+
+_CANCELING = frozenset({JobStatus.CANCELED, JobStatus.CANCEL_REQUESTED})
 
 
 def _encode_cursor(job_id: str) -> str:

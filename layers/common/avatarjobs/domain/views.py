@@ -14,6 +14,10 @@ class JobView(BaseModel):
     status: JobStatus
     provider: str
     model: str
+    provider_request_id: str | None = Field(
+        default=None,
+        description="The provider's id of the job (fal's request_id, Mirako's task id); null until it is submitted.",
+    )
     created_at: str
     updated_at: str
     deadline_at: str
@@ -32,6 +36,7 @@ class JobView(BaseModel):
             status=job.status,
             provider=job.provider,
             model=job.model,
+            provider_request_id=job.provider_request_id,
             created_at=job.created_at,
             updated_at=job.updated_at,
             deadline_at=job.deadline_at,
