@@ -13,8 +13,9 @@ from avatarjobs.call_deadline import api_calls_end_in_time
 from avatarjobs.composition import jobs_service
 from avatarjobs.domain import limits
 from avatarjobs.domain.job import JobStatus
+from avatarjobs.domain.ports import JobFilters
 from avatarjobs.domain.requests import JobRequest
-from avatarjobs.domain.views import CreateUploadsRequest, JobPage, JobView, UploadsView
+from avatarjobs.domain.views import CreateUploadsRequest, IsoDateTime, JobPage, JobView, UploadsView
 from avatarjobs.http.identity import caller
 from avatarjobs.http.problems import problem_responses, refuse_oversized_body, register_problem_handlers
 from avatarjobs.observability import logger, metrics, tracer
@@ -63,11 +64,24 @@ def get_job(job_id: str) -> JobView:
     responses={200: {"description": "A page of jobs"}, **problem_responses(400, 422)},
 )
 def list_jobs(
+    *,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
+    model: Annotated[
+        str | None,
+        Query(min_length=1, max_length=limits.MODEL_FILTER_MAX_CHARS, description="Only jobs of this model (its id)"),
+    ] = None,
+    created_after: Annotated[
+        IsoDateTime | None,
+        Query(description="Only jobs created at or after this ISO 8601 date-time (with its offset, e.g. Z)"),
+    ] = None,
+    created_before: Annotated[
+        IsoDateTime | None, Query(description="Only jobs created before this ISO 8601 date-time (with its offset)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=limits.LIST_LIMIT_MAX)] = limits.LIST_LIMIT_DEFAULT,
     cursor: Annotated[str | None, Query(max_length=64, description="next_cursor of the previous page")] = None,
 ) -> JobPage:
-    return jobs_service().list_jobs(caller(app), status=status, limit=limit, cursor=cursor)
+    filters = JobFilters(model=model, created_from=created_after, created_before=created_before)
+    return jobs_service().list_jobs(caller(app), status=status, limit=limit, cursor=cursor, filters=filters)
 
 
 @app.post(

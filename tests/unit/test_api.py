@@ -542,6 +542,27 @@ def test_listing_filters_by_status(call: Call) -> None:
     assert [item["job_id"] for item in accepted["items"]] == [second]
 
 
+def test_listing_filters_by_model_and_created_time_with_the_status(call: Call) -> None:
+    text = call("POST", "/jobs", body=job_body("fal-ai/ai-avatar/multi-text"))[2]
+    audio = call("POST", "/jobs", body=job_body("fal-ai/ai-avatar"))[2]
+    mirako = call("POST", "/jobs", body=job_body("talking-avatar"))[2]
+    call("POST", f"/jobs/{mirako['job_id']}/cancel")
+
+    def listed(**query: str) -> list[str]:
+        status, _, page = call("GET", "/jobs", query=query)
+        assert status == 200, page
+        return [item["job_id"] for item in page["items"]]
+
+    assert listed(model="fal-ai/ai-avatar") == [audio["job_id"]]
+    assert listed(model="talking-avatar", status="CANCELED") == [mirako["job_id"]]
+    assert listed(model="talking-avatar", status="ACCEPTED") == []
+    assert listed(created_after=audio["created_at"]) == [mirako["job_id"], audio["job_id"]]
+    assert listed(created_before=audio["created_at"]) == [text["job_id"]]
+    window = {"created_after": text["created_at"], "created_before": mirako["created_at"]}
+    assert listed(**window, model="fal-ai/ai-avatar/multi-text") == [text["job_id"]]
+    assert listed(created_after="2999-01-01T00:00:00+02:00") == []
+
+
 @pytest.mark.parametrize(
     ("query", "name"),
     [
@@ -549,6 +570,14 @@ def test_listing_filters_by_status(call: Call) -> None:
         ({"limit": "101"}, "limit"),
         ({"limit": "ten"}, "limit"),
         ({"status": "DONE"}, "status"),
+        ({"model": ""}, "model"),
+        ({"model": "m" * 65}, "model"),
+        ({"created_after": "yesterday"}, "created_after"),
+        ({"created_after": "1700000000"}, "created_after"),  # a Unix time is not ISO 8601
+        ({"created_after": "2025-06-01T10:00:00"}, "created_after"),  # no offset: which time zone?
+        ({"created_before": "2025-06-01"}, "created_before"),
+        ({"created_before": "2025-13-01T10:00:00Z"}, "created_before"),
+        ({"created_after": "2025-06-01T10:00:00Z", "created_before": "2025-06-01T10:00:00Z"}, "created_before"),
     ],
 )
 def test_bad_list_parameters_are_named(call: Call, query: dict[str, str], name: str) -> None:

@@ -3,27 +3,47 @@ against the DynamoDB repository under moto (on the tables of template.yaml) and 
 domain tests use (tests/support/fakes/), so the fake cannot drift from the table's semantics."""
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from ulid import ULID
 
 from avatarjobs.adapters.jobs_table import DynamoJobsRepository
 from avatarjobs.domain.errors import InvalidTransition, TransitionConflict
 from avatarjobs.domain.ids import new_job_id
 from avatarjobs.domain.job import Job, JobOutput, JobStatus, isoformat
-from avatarjobs.domain.ports import IdempotencyKeyTaken, IdempotencyRecord, JobAlreadyExists, JobsRepository
+from avatarjobs.domain.ports import (
+    IdempotencyKeyTaken,
+    IdempotencyRecord,
+    JobAlreadyExists,
+    JobFilters,
+    JobsRepository,
+)
 from avatarjobs.domain.state_machine import JobEvent
 from tests.support import moto_clients
 from tests.support.fakes.jobs_repository import InMemoryJobsRepository
 
 
-@pytest.fixture(params=["dynamodb", "in_memory"])
-def repository(request: pytest.FixtureRequest) -> JobsRepository:
+def build_repository(request: pytest.FixtureRequest, **options: int) -> JobsRepository:
     if request.param == "in_memory":
-        return InMemoryJobsRepository()
+        return InMemoryJobsRepository(**options)
     stack = request.getfixturevalue("stack")
     client = moto_clients.dynamodb()
-    return DynamoJobsRepository(client, stack.refs["JobsTable"], stack.refs["IdempotencyTable"])
+    return DynamoJobsRepository(client, stack.refs["JobsTable"], stack.refs["IdempotencyTable"], **options)
+
+
+@pytest.fixture(params=["dynamodb", "in_memory"])
+def repository(request: pytest.FixtureRequest) -> JobsRepository:
+    return build_repository(request)
+
+
+SEARCH_BUDGET = 6
+
+
+@pytest.fixture(params=["dynamodb", "in_memory"])
+def small_budget_repository(request: pytest.FixtureRequest) -> JobsRepository:
+    """A repository whose filtered listings read at most SEARCH_BUDGET jobs per call."""
+    return build_repository(request, max_evaluated=SEARCH_BUDGET)
 
 
 def make_job(owner: str = "owner-1", **overrides: object) -> Job:
@@ -303,6 +323,85 @@ def test_listing_by_status_follows_transitions(repository: JobsRepository) -> No
     accepted, _ = repository.list_for_owner("owner-1", status=JobStatus.ACCEPTED, limit=10, after_job_id=None)
     assert [job.job_id for job in canceled] == [jobs[1].job_id]
     assert {job.job_id for job in accepted} == {jobs[0].job_id, jobs[2].job_id}
+
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def job_created_at(moment: datetime, model: str = "fal-ai/ai-avatar", owner: str = "owner-1") -> Job:
+    """A job as create_job makes one: its id (a ULID) made in the millisecond it was created."""
+    job = make_job(owner, model=model, created_at=isoformat(moment), updated_at=isoformat(moment))
+    return job.model_copy(update={"job_id": str(ULID.from_datetime(moment))})
+
+
+def all_pages(
+    repository: JobsRepository, limit: int, filters: JobFilters, status: JobStatus | None = None
+) -> list[list[str]]:
+    pages, after = [], None
+    while True:
+        page, after = repository.list_for_owner(
+            "owner-1", status=status, limit=limit, after_job_id=after, filters=filters
+        )
+        pages.append([job.job_id for job in page])
+        if after is None:
+            return pages
+
+
+def test_listing_by_model_fills_each_page_though_the_filter_drops_most_of_what_is_read(
+    repository: JobsRepository,
+) -> None:
+    # 3 of 150: DynamoDB's Limit counts jobs read before the filter, so one Query cannot fill a page of 2.
+    wanted = {0, 70, 149}
+    jobs = [
+        job_created_at(T0 + timedelta(seconds=second), "talking-avatar" if second in wanted else "fal-ai/ai-avatar")
+        for second in range(150)
+    ]
+    for job in jobs:
+        repository.create(job, None)
+    pages = all_pages(repository, 2, JobFilters(model="talking-avatar"))
+    newest_first = [jobs[second].job_id for second in sorted(wanted, reverse=True)]
+    assert pages == [newest_first[:2], newest_first[2:]]
+
+
+def test_listing_by_created_time_takes_a_half_open_window_combined_with_the_status_and_the_cursor(
+    repository: JobsRepository,
+) -> None:
+    jobs = [job_created_at(T0 + timedelta(minutes=minute)) for minute in range(8)]
+    for job in jobs:
+        repository.create(job, None)
+    repository.transition(jobs[3], JobEvent.CANCEL, now=jobs[3].created_at)
+    window = JobFilters(created_from=T0 + timedelta(minutes=2), created_before=T0 + timedelta(minutes=6))
+    assert all_pages(repository, 2, window) == [[jobs[5].job_id, jobs[4].job_id], [jobs[3].job_id, jobs[2].job_id]]
+    accepted = all_pages(repository, 2, window, status=JobStatus.ACCEPTED)
+    assert accepted == [[jobs[5].job_id, jobs[4].job_id], [jobs[2].job_id]]
+    assert all_pages(repository, 10, JobFilters(created_from=T0 + timedelta(minutes=6))) == [
+        [jobs[7].job_id, jobs[6].job_id]
+    ]
+    assert all_pages(repository, 10, JobFilters(created_before=T0 + timedelta(minutes=1))) == [[jobs[0].job_id]]
+
+
+def test_the_created_time_bounds_are_exact_to_the_millisecond(repository: JobsRepository) -> None:
+    job = job_created_at(T0)
+    repository.create(job, None)
+    millisecond = timedelta(milliseconds=1)
+    assert all_pages(repository, 5, JobFilters(created_from=T0)) == [[job.job_id]]
+    assert all_pages(repository, 5, JobFilters(created_from=T0 + millisecond)) == [[]]
+    assert all_pages(repository, 5, JobFilters(created_before=T0)) == [[]]
+    assert all_pages(repository, 5, JobFilters(created_before=T0 + millisecond)) == [[job.job_id]]
+
+
+def test_a_filtered_search_stops_after_its_budget_with_a_short_page_and_a_cursor_that_continues_it(
+    small_budget_repository: JobsRepository,
+) -> None:
+    repository = small_budget_repository
+    models = ["fal-ai/ai-avatar"] * 10 + ["talking-avatar"] * 2  # the oldest two match
+    jobs = [job_created_at(T0 + timedelta(seconds=second), model) for second, model in enumerate(reversed(models))]
+    for job in jobs:
+        repository.create(job, None)
+    filters = JobFilters(model="talking-avatar")
+    first, after = repository.list_for_owner("owner-1", status=None, limit=5, after_job_id=None, filters=filters)
+    assert (first, after) == ([], jobs[-SEARCH_BUDGET].job_id)  # read the newest 6, none matched
+    assert all_pages(repository, 5, filters) == [[], [jobs[1].job_id, jobs[0].job_id]]
 
 
 def test_a_transition_takes_its_status_from_the_state_machine_and_refuses_what_the_table_does_not_have(

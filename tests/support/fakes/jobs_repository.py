@@ -9,13 +9,21 @@ from typing import Any
 
 from avatarjobs.adapters.jobs_table import STATUS_FIELDS
 from avatarjobs.domain.errors import TransitionConflict
-from avatarjobs.domain.job import Job, JobStatus, utc_now
-from avatarjobs.domain.ports import IdempotencyKeyTaken, IdempotencyRecord, JobAlreadyExists, StoredVersion
+from avatarjobs.domain.job import Job, JobStatus, isoformat, utc_now
+from avatarjobs.domain.ports import (
+    JOB_LIST_MAX_EVALUATED,
+    IdempotencyKeyTaken,
+    IdempotencyRecord,
+    JobAlreadyExists,
+    JobFilters,
+    StoredVersion,
+)
 from avatarjobs.domain.state_machine import JobEvent, next_status, sources
 
 
 class InMemoryJobsRepository:
-    def __init__(self) -> None:
+    def __init__(self, *, max_evaluated: int = JOB_LIST_MAX_EVALUATED) -> None:
+        self._max_evaluated = max_evaluated
         self._jobs: dict[str, Job] = {}
         self._idempotency: dict[tuple[str, str], IdempotencyRecord] = {}
         self._lock = threading.Lock()  # one writer at a time, as DynamoDB serialises the writes of one item
@@ -83,9 +91,16 @@ class InMemoryJobsRepository:
         return sorted(found, key=lambda job: (job.status_since, job.job_id))
 
     def list_for_owner(
-        self, owner: str, *, status: JobStatus | None, limit: int, after_job_id: str | None
+        self,
+        owner: str,
+        *,
+        status: JobStatus | None,
+        limit: int,
+        after_job_id: str | None,
+        filters: JobFilters | None = None,
     ) -> tuple[list[Job], str | None]:
-        found = sorted(
+        filters = filters or JobFilters()
+        candidates = sorted(
             (
                 job
                 for job in self._jobs.values()
@@ -96,8 +111,15 @@ class InMemoryJobsRepository:
             key=lambda job: job.job_id,
             reverse=True,
         )
-        page = found[:limit]
-        return page, (page[-1].job_id if len(found) > limit else None)
+        found: list[Job] = []
+        for evaluated, job in enumerate(candidates, start=1):
+            if _matches(job, filters):
+                found.append(job)
+            if len(found) > limit:
+                return found[:limit], found[limit - 1].job_id
+            if filters and evaluated == self._max_evaluated and evaluated < len(candidates):
+                return found, job.job_id  # the search's budget is spent, as the table's
+        return found, None
 
     def _live_record(self, owner: str, key: str) -> IdempotencyRecord | None:
         record = self._idempotency.get((owner, key))
@@ -118,6 +140,14 @@ class InMemoryJobsRepository:
         moved = Job.model_validate(values)
         self._jobs[stored.job_id] = moved
         return moved
+
+
+def _matches(job: Job, filters: JobFilters) -> bool:
+    return (
+        (filters.model is None or job.model == filters.model)
+        and (filters.created_from is None or job.created_at >= isoformat(filters.created_from))
+        and (filters.created_before is None or job.created_at < isoformat(filters.created_before))
+    )
 
 
 def _refuse_status_fields(changes: Mapping[str, Any]) -> None:

@@ -3,14 +3,23 @@
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
+from ulid import ULID
 
 from avatarjobs.domain.errors import TransitionConflict
-from avatarjobs.domain.job import Job, JobStatus, utc_now
-from avatarjobs.domain.ports import IdempotencyKeyTaken, IdempotencyRecord, JobAlreadyExists, StoredVersion
+from avatarjobs.domain.job import Job, JobStatus, isoformat, utc_now
+from avatarjobs.domain.ports import (
+    JOB_LIST_MAX_EVALUATED,
+    IdempotencyKeyTaken,
+    IdempotencyRecord,
+    JobAlreadyExists,
+    JobFilters,
+    StoredVersion,
+)
 from avatarjobs.domain.state_machine import JobEvent, next_status, sources
 
 if TYPE_CHECKING:
@@ -43,6 +52,53 @@ def _serialize(values: dict[str, Any]) -> dict[str, "AttributeValueTypeDef"]:
 
 def _deserialize(item: dict[str, Any]) -> dict[str, Any]:
     return {name: _deserializer.deserialize(value) for name, value in item.items()}
+
+
+# A job's id is made just after its created_at is read (jobs_service.create_job): their clocks differ by far less.
+_ID_CLOCK_MARGIN = timedelta(minutes=1)
+# How many jobs a filtered listing reads per Query at least (a page of 20 of one model among many: few round trips).
+_FILTERED_READ_AHEAD = 100
+
+
+def _ulid_at(moment: datetime, fill: str) -> str:
+    """The smallest ("0") or largest ("Z") ULID of the millisecond `moment` is in."""
+    milliseconds = max(0, int(moment.timestamp() * 1000))
+    return str(ULID.from_bytes(milliseconds.to_bytes(6, "big") + bytes(10)))[:10] + fill * 16
+
+
+def _job_id_range(filters: JobFilters, after_job_id: str | None) -> tuple[str | None, str | None, str | None] | None:
+    """The job ids to read (lowest, highest, both inclusive, None for no bound) and the one to start after; None
+    when nothing can match.
+
+    Both indexes sort by job id, a ULID whose first 48 bits are its creation time: a time range is a range of the
+    sort key (nothing outside it is read), widened by a margin and made exact by the filter on created_at."""
+    lower = _ulid_at(filters.created_from - _ID_CLOCK_MARGIN, "0") if filters.created_from else None
+    upper = _ulid_at(filters.created_before + _ID_CLOCK_MARGIN, "Z") if filters.created_before else None
+    start = None
+    if after_job_id is not None:
+        if lower is not None and after_job_id <= lower:
+            return None
+        # DynamoDB refuses a start key outside the key condition: the cursor becomes the range's (inclusive) end.
+        if upper is None or after_job_id <= upper:
+            upper = start = after_job_id
+    return lower, upper, start
+
+
+def _filter_expression(filters: JobFilters, names: dict[str, str], values: dict[str, Any]) -> str:
+    terms = []
+    if filters.model is not None:
+        names["#model"] = "model"
+        values[":model"] = {"S": filters.model}
+        terms.append("#model = :model")
+    if filters.created_from is not None:
+        names["#created"] = "created_at"
+        values[":created_from"] = {"S": isoformat(filters.created_from)}
+        terms.append("#created >= :created_from")
+    if filters.created_before is not None:
+        names["#created"] = "created_at"
+        values[":created_before"] = {"S": isoformat(filters.created_before)}
+        terms.append("#created < :created_before")
+    return " AND ".join(terms)
 
 
 def owner_status(owner: str, status: str) -> str:
@@ -139,10 +195,18 @@ def _is_condition_failure(error: ClientError) -> bool:
 
 
 class DynamoJobsRepository:
-    def __init__(self, client: "DynamoDBClient", jobs_table: str, idempotency_table: str) -> None:
+    def __init__(
+        self,
+        client: "DynamoDBClient",
+        jobs_table: str,
+        idempotency_table: str,
+        *,
+        max_evaluated: int = JOB_LIST_MAX_EVALUATED,
+    ) -> None:
         self._client = client
         self._jobs_table = jobs_table
         self._idempotency_table = idempotency_table
+        self._max_evaluated = max_evaluated
 
     def create(self, job: Job, idempotency: IdempotencyRecord | None) -> None:
         put_job: Any = {
@@ -312,27 +376,61 @@ class DynamoJobsRepository:
             query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def list_for_owner(
-        self, owner: str, *, status: JobStatus | None, limit: int, after_job_id: str | None
+        self,
+        owner: str,
+        *,
+        status: JobStatus | None,
+        limit: int,
+        after_job_id: str | None,
+        filters: JobFilters | None = None,
     ) -> tuple[list[Job], str | None]:
         if status is None:
             index, key_name, key_value = BY_OWNER_INDEX, "owner", owner
         else:
             index, key_name, key_value = BY_OWNER_STATUS_INDEX, "owner_status", owner_status(owner, status)
+        filters = filters or JobFilters()
+        id_range = _job_id_range(filters, after_job_id)
+        if id_range is None:
+            return [], None
+        lower, upper, start = id_range
+        names = {"#key": key_name}
+        values: dict[str, Any] = {":key": {"S": key_value}}
+        condition = (
+            "#key = :key"
+            + {
+                (True, True): " AND job_id BETWEEN :lower AND :upper",
+                (True, False): " AND job_id >= :lower",
+                (False, True): " AND job_id <= :upper",
+                (False, False): "",
+            }[(lower is not None, upper is not None)]
+        )
+        values.update({name: {"S": bound} for name, bound in ((":lower", lower), (":upper", upper)) if bound})
         query: dict[str, Any] = {
             "TableName": self._jobs_table,
             "IndexName": index,
-            "KeyConditionExpression": "#key = :key",
-            "ExpressionAttributeNames": {"#key": key_name},
-            "ExpressionAttributeValues": {":key": {"S": key_value}},
+            "KeyConditionExpression": condition,
             "ScanIndexForward": False,  # ULIDs sort by time: newest first
         }
-        if after_job_id is not None:
-            query["ExclusiveStartKey"] = {"job_id": {"S": after_job_id}, key_name: {"S": key_value}}
+        matches = _filter_expression(filters, names, values)
+        if matches:
+            query["FilterExpression"] = matches
+        query.update(ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+        if start is not None:
+            query["ExclusiveStartKey"] = {"job_id": {"S": start}, key_name: {"S": key_value}}
         # One item more than asked tells whether there is a next page, so the last page has no cursor.
         items: list[dict[str, Any]] = []
+        evaluated = 0
         while len(items) <= limit:
-            response = self._client.query(**query, Limit=limit + 1 - len(items))
+            wanted = limit + 1 - len(items)
+            if matches:  # read ahead: the filter drops an unknown share of what is read
+                wanted = max(0, min(max(wanted, _FILTERED_READ_AHEAD), self._max_evaluated - evaluated))
+            if wanted == 0:
+                # The search's budget is spent: a short page, continued after the last job read.
+                jobs = [job_from_item(item) for item in items]
+                return jobs, query["ExclusiveStartKey"]["job_id"]["S"]
+            response = self._client.query(**query, Limit=wanted)
             items.extend(response.get("Items", []))
+            evaluated += response.get("ScannedCount", 0)
             if "LastEvaluatedKey" not in response:
                 break
             query["ExclusiveStartKey"] = response["LastEvaluatedKey"]

@@ -59,6 +59,15 @@ class InvalidInput(DomainError):
         self.message = message
 
 
+class InvalidQueryParameter(DomainError):
+    """A query parameter that passed its own schema but not a check against another one."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name} {message}")
+        self.name = name
+        self.message = message
+
+
 class InvalidCursor(DomainError):
     def __init__(self) -> None:
         super().__init__("the cursor is not one this API returned")

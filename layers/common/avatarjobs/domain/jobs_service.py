@@ -15,6 +15,7 @@ from avatarjobs.domain.errors import (
     IdempotencyConflict,
     InvalidCursor,
     InvalidInput,
+    InvalidQueryParameter,
     InvalidTransition,
     JobNotCancelable,
     JobNotFound,
@@ -28,6 +29,7 @@ from avatarjobs.domain.messages import JobMessage
 from avatarjobs.domain.ports import (
     IdempotencyKeyTaken,
     IdempotencyRecord,
+    JobFilters,
     JobQueue,
     JobsRepository,
     MediaStore,
@@ -204,9 +206,22 @@ class JobsService:
             )
         return JobView.of(job, video_url=video_url)
 
-    def list_jobs(self, owner: str, *, status: JobStatus | None, limit: int, cursor: str | None) -> JobPage:
+    def list_jobs(
+        self,
+        owner: str,
+        *,
+        status: JobStatus | None,
+        limit: int,
+        cursor: str | None,
+        filters: JobFilters | None = None,
+    ) -> JobPage:
+        """A page of the owner's jobs, newest first. A filtered page may be short (even empty) before the last
+        one: the search for matches reads a bounded number of jobs per request (JOB_LIST_MAX_EVALUATED)."""
         after = _decode_cursor(cursor) if cursor else None
-        jobs, last = self._jobs.list_for_owner(owner, status=status, limit=limit, after_job_id=after)
+        window = (filters.created_from, filters.created_before) if filters else (None, None)
+        if window[0] and window[1] and window[1] <= window[0]:
+            raise InvalidQueryParameter("created_before", "must be later than created_after")
+        jobs, last = self._jobs.list_for_owner(owner, status=status, limit=limit, after_job_id=after, filters=filters)
         return JobPage(items=[JobView.of(job) for job in jobs], next_cursor=_encode_cursor(last) if last else None)
 
     # -- cancel ---------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ IDEMPOTENCY_WINDOW_SECONDS: Final = 24 * 3600
 
 LIST_LIMIT_DEFAULT: Final = 20
 LIST_LIMIT_MAX: Final = 100
+MODEL_FILTER_MAX_CHARS: Final = 64  # GET /jobs?model=: longer than any model id
 
 IMAGE_CONTENT_TYPES: Final = frozenset({"image/png", "image/jpeg", "image/webp"})
 AUDIO_CONTENT_TYPES: Final = frozenset(

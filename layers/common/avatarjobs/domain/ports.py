@@ -99,9 +99,36 @@ class JobsRepository(Protocol):
         """Jobs in `status` since before `changed_before` (the by_status index), oldest first."""
 
     def list_for_owner(
-        self, owner: str, *, status: JobStatus | None, limit: int, after_job_id: str | None
+        self,
+        owner: str,
+        *,
+        status: JobStatus | None,
+        limit: int,
+        after_job_id: str | None,
+        filters: "JobFilters | None" = None,
     ) -> tuple[list[Job], str | None]:
-        """Newest first; returns the page and the job id to continue after (None on the last page)."""
+        """Newest first; returns the page and the job id to continue after (None on the last page).
+
+        With `filters`, a page holds up to `limit` matching jobs, but the search for them stops after
+        JOB_LIST_MAX_EVALUATED jobs: a page may then be short, even empty, with a cursor that continues the search
+        where it stopped."""
+
+
+@dataclass(frozen=True)
+class JobFilters:
+    """What GET /jobs narrows a listing by, besides the status."""
+
+    model: str | None = None
+    created_from: datetime | None = None  # created at or after
+    created_before: datetime | None = None  # created strictly before
+
+    def __bool__(self) -> bool:
+        return any(value is not None for value in (self.model, self.created_from, self.created_before))
+
+
+# The most jobs one filtered listing reads before it answers (a short page and a cursor): a filter that matches
+# few of an owner's jobs must not read all of them in one request (DynamoDB's Limit applies before the filter).
+JOB_LIST_MAX_EVALUATED = 1000
 
 
 class JobQueue(Protocol):

@@ -3,7 +3,16 @@
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationInfo,
+    field_validator,
+)
 
 from avatarjobs.domain import limits
 from avatarjobs.domain.job import Job, JobError, JobOutput, JobStatus
@@ -46,6 +55,18 @@ class JobView(BaseModel):
             output=job.output,
             video_url=video_url,
         )
+
+
+def _iso_8601_only(value: Any) -> Any:
+    # The datetime type also reads "1700000000" as a Unix time: query parameters say ISO 8601, and only that.
+    if isinstance(value, str) and not _ISO_8601_DATE_TIME.match(value):
+        raise ValueError("must be an ISO 8601 date-time with a time zone, e.g. 2025-06-01T10:00:00Z")
+    return value
+
+
+_ISO_8601_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+# A date-time with its offset (Z or +hh:mm), as query parameters take it.
+IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_8601_only)]
 
 
 class JobPage(BaseModel):

@@ -22,6 +22,7 @@ from avatarjobs.domain.errors import (
     IdempotencyConflict,
     InvalidCursor,
     InvalidInput,
+    InvalidQueryParameter,
     JobNotCancelable,
     JobNotFound,
     ServiceUnavailable,
@@ -104,6 +105,11 @@ def _invalid_input(error: InvalidInput) -> Response[Any]:
     return problem(HTTPStatus.UNPROCESSABLE_ENTITY, "validation_failed", "1 field is invalid", errors=[field])
 
 
+def _invalid_query_parameter(error: InvalidQueryParameter) -> Response[Any]:
+    field = FieldProblem(location="query", name=error.name, detail=error.message)
+    return problem(HTTPStatus.UNPROCESSABLE_ENTITY, "validation_failed", "1 field is invalid", errors=[field])
+
+
 def _invalid_cursor(error: InvalidCursor) -> Response[Any]:
     field = FieldProblem(location="query", name="cursor", detail=str(error))
     return problem(HTTPStatus.BAD_REQUEST, "invalid_cursor", str(error), errors=[field])
@@ -152,6 +158,7 @@ def register_problem_handlers(app: APIGatewayRestResolver) -> None:
     handlers: dict[type[Exception], Callable[[Any], Response[Any]]] = {
         RequestValidationError: _validation_problem,
         InvalidInput: _invalid_input,
+        InvalidQueryParameter: _invalid_query_parameter,
         InvalidCursor: _invalid_cursor,
         ServiceUnavailable: _unavailable,
         **dict.fromkeys(_SIMPLE_PROBLEMS, _simple_problem),
