@@ -17,10 +17,11 @@ from avatarjobs.domain.ports import JobFilters
 from avatarjobs.domain.requests import JobRequest
 from avatarjobs.domain.views import CreateUploadsRequest, IsoDateTime, JobPage, JobView, UploadsView
 from avatarjobs.http.identity import caller
+from avatarjobs.http.json_body import read_json_body
 from avatarjobs.http.problems import problem_responses, refuse_oversized_body, register_problem_handlers
 from avatarjobs.observability import logger, metrics, tracer
 
-app = APIGatewayRestResolver(enable_validation=True)
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=read_json_body)
 register_problem_handlers(app)
 
 

@@ -22,7 +22,15 @@ from tests.support.job_states import move
 
 FACE = "https://example.com/face.png"
 SPEECH = "https://example.com/speech.wav"
-PNG_DATA_URI = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"0" * 64).decode()
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def png_data_uri(size: int) -> str:
+    """A data URI of `size` decoded bytes that starts as a PNG does (the API checks magic bytes, not the image)."""
+    return "data:image/png;base64," + base64.b64encode(PNG_MAGIC + b"0" * (size - len(PNG_MAGIC))).decode()
+
+
+PNG_DATA_URI = png_data_uri(72)
 
 VALID_REQUESTS: dict[str, dict[str, Any]] = {
     "fal-ai/ai-avatar": {"provider": "fal", "image_url": FACE, "audio_url": SPEECH, "prompt": "A person talking."},
@@ -140,10 +148,58 @@ def test_a_data_uri_input_is_moved_to_the_inputs_bucket(call: Call, stack: Stack
     assert stored["Body"].read() == base64.b64decode(PNG_DATA_URI.split(",", 1)[1])
 
 
+def put_upload(uri: str, data: bytes = PNG_MAGIC + b"0" * 64) -> str:
+    """Puts `data` where an s3:// URI of POST /uploads points, as the caller's PUT would."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    moto_clients.s3().put_object(Bucket=bucket, Key=key, Body=data)
+    return uri
+
+
 def test_an_upload_of_the_caller_is_accepted_as_input(call: Call, stack: Stack) -> None:
-    uri = f"s3://{stack.refs['InputsBucket']}/uploads/{OWNER}/01JD00000000000000000000AA/face.png"
+    uri = put_upload(f"s3://{stack.refs['InputsBucket']}/uploads/{OWNER}/01JD00000000000000000000AA/face.png")
     status, _, body = call("POST", "/jobs", body=job_body("fal-ai/ai-avatar", image_url=uri))
     assert status == 202, body
+
+
+@pytest.mark.parametrize(
+    ("data", "detail"),
+    [
+        (None, "does not exist (was it uploaded?)"),
+        (b"", "is empty"),
+        (b"GIF89a" + b"0" * 64, "is not an image of an accepted type"),
+        (b"RIFF\0\0\0\0WAVEfmt ", "is not an image of an accepted type"),  # audio in the image field
+    ],
+    ids=["never uploaded", "empty", "a GIF", "a WAV"],
+)
+def test_an_upload_that_is_no_usable_image_is_refused_at_accept(
+    call: Call, stack: Stack, data: bytes | None, detail: str
+) -> None:
+    uri = f"s3://{stack.refs['InputsBucket']}/uploads/{OWNER}/01JD00000000000000000000AB/face.png"
+    if data is not None:
+        put_upload(uri, data)
+    problem = assert_problem(*call("POST", "/jobs", body=job_body("fal-ai/ai-avatar", image_url=uri)), 422)
+    [error] = problem["errors"]
+    assert error["pointer"] == "#/image_url"
+    assert detail in error["detail"]
+    assert dispatch_messages(stack) == []
+
+
+def test_every_unusable_upload_of_a_request_is_named_at_once(call: Call, stack: Stack) -> None:
+    prefix = f"s3://{stack.refs['InputsBucket']}/uploads/{OWNER}/01JD00000000000000000000AC"
+    body = job_body("fal-ai/ai-avatar/multi", image_url=f"{prefix}/face.png", first_audio_url=f"{prefix}/a.wav")
+    body["second_audio_url"] = put_upload(f"{prefix}/b.wav", PNG_MAGIC)  # an image where audio goes
+    problem = assert_problem(*call("POST", "/jobs", body=body), 422)
+    assert sorted(pointers(problem)) == ["#/first_audio_url", "#/image_url", "#/second_audio_url"]
+    assert problem["detail"] == "3 fields are invalid"
+
+
+def test_an_upload_over_its_kinds_limit_is_refused_at_accept(call: Call, stack: Stack) -> None:
+    uri = put_upload(
+        f"s3://{stack.refs['InputsBucket']}/uploads/{OWNER}/01JD00000000000000000000AD/face.png",
+        PNG_MAGIC + b"0" * limits.UPLOAD_MAX_BYTES["image"],
+    )
+    problem = assert_problem(*call("POST", "/jobs", body=job_body("fal-ai/ai-avatar", image_url=uri)), 422)
+    assert f"over the {limits.UPLOAD_MAX_BYTES['image']}-byte image limit" in problem["errors"][0]["detail"]
 
 
 def test_a_mirako_text_job_needs_a_voice_profile(call: Call) -> None:
@@ -293,6 +349,36 @@ BAD_BODIES: list[tuple[str, dict[str, Any], list[str]]] = [
         job_body("fal-ai/ai-avatar/multi", second_audio_url=None, use_only_first_audio=False),
         ["#/second_audio_url"],
     ),
+    # JSON's types as documented, never coerced (issue 13)
+    ("seed a boolean", job_body(seed=False), ["#/seed"]),
+    ("num_frames a numeric string", job_body(num_frames="97"), ["#/num_frames"]),
+    ("num_frames a float", job_body(num_frames=97.0), ["#/num_frames"]),
+    (
+        "a boolean as a string",
+        job_body("fal-ai/ai-avatar/multi", use_only_first_audio="yes"),
+        ["#/use_only_first_audio"],
+    ),
+    ("deadline a numeric string", job_body(deadline_seconds="600"), ["#/deadline_seconds"]),
+    # refused at accept, before any provider call (issue 13)
+    ("blank prompt", job_body(prompt="   "), ["#/prompt"]),
+    ("blank speech text", job_body(first_text_input=" \n\t"), ["#/first_text_input"]),
+    ("blank mirako text", job_body("talking-avatar", audio_url=None, text="  ", voice_profile_id="v"), ["#/text"]),
+    ("URL on port 0", job_body(image_url="https://example.com:0/face.png"), ["#/image_url"]),
+    ("URL with userinfo", job_body(image_url="https://user:pw@example.com/face.png"), ["#/image_url"]),
+    ("URL over 2048 characters", job_body(image_url="https://example.com/" + "a" * 2048), ["#/image_url"]),
+    ("URL of 500 KB", job_body(image_url="https://example.com/" + "a" * 500_000), ["#/image_url"]),
+    ("data URI whose bytes are no image", job_body(image_url="data:image/png;base64,AAAA"), ["#/image_url"]),
+    ("data URI of a JPEG named PNG", job_body(image_url="data:image/png;base64,/9j/4AAQ"), ["#/image_url"]),
+    (
+        "data URI whose bytes are no audio",
+        job_body("talking-avatar", audio_url="data:audio/wav;base64,AAAA"),
+        ["#/audio_url"],
+    ),
+    (
+        "voice profile with spaces",
+        job_body("talking-avatar", audio_url=None, text="Hi", voice_profile_id="a b"),
+        ["#/voice_profile_id"],
+    ),
 ]
 
 
@@ -312,6 +398,67 @@ def test_bad_input_is_a_422_naming_each_field(
     assert sorted(pointers(problem)) == sorted(expected)
     assert all(error["location"] == "body" for error in problem["errors"])
     assert dispatch_messages(stack) == []
+
+
+def raw_job_body(**raw_members: str) -> str:
+    """A valid create-job body with members whose JSON text is given as is (what json.dumps cannot write)."""
+    text = json.dumps(job_body())[:-1]
+    return text + "".join(f", {json.dumps(name)}: {value}" for name, value in raw_members.items()) + "}"
+
+
+@pytest.mark.parametrize(
+    ("raw_body", "pointer", "detail"),
+    [
+        (raw_job_body(seed="NaN"), "#/seed", "NaN is not a JSON number"),
+        (raw_job_body(seed="-Infinity"), "#/seed", "-Infinity is not a JSON number"),
+        (raw_job_body(metadata='{"a": 1e400}'), "#/metadata/a", "beyond what a double holds"),
+        (raw_job_body(metadata='{"a": 1000000000000000000000000000000}'), "#/metadata/a", "beyond +/-(2^53 - 1)"),
+        (raw_job_body(metadata='{"n": [1, {"x~/y": 9007199254740992}]}'), "#/metadata/n/1/x~0~1y", "2^53"),
+        (raw_job_body(prompt='"A second prompt."'), "#/prompt", "appears more than once"),
+    ],
+)
+def test_json_that_parsers_read_differently_is_refused_with_its_pointer(
+    call: Call, stack: Stack, raw_body: str, pointer: str, detail: str
+) -> None:
+    problem = assert_problem(*call("POST", "/jobs", raw_body=raw_body), 422)
+    [error] = problem["errors"]
+    assert (error["pointer"], error["location"]) == (pointer, "body")
+    assert detail in error["detail"]
+    assert dispatch_messages(stack) == []
+
+
+def test_json_nested_past_what_the_parser_takes_is_a_400_not_a_500(call: Call, stack: Stack) -> None:
+    nested = "[" * 100_000 + "]" * 100_000
+    problem = assert_problem(*call("POST", "/jobs", raw_body=raw_job_body(metadata=f'{{"deep": {nested}}}')), 400)
+    assert problem["code"] == "malformed_json"
+    assert dispatch_messages(stack) == []
+
+
+def test_the_largest_valid_request_fits_the_job_record_with_room_to_spare(call: Call, stack: Stack) -> None:
+    """Every field at its limit (URLs, texts, metadata): the stored item must stay far below DynamoDB's 400 KB."""
+    url = "https://example.com/" + "a" * (limits.URL_MAX_CHARS - len("https://example.com/"))
+    metadata_text = "x" * (limits.METADATA_MAX_BYTES - len('{"note":""}'))
+    body = job_body(
+        "fal-ai/ai-avatar/multi-text",
+        image_url=url,
+        first_text_input="w" * limits.SPEECH_TEXT_MAX_CHARS,
+        second_text_input="w" * limits.SPEECH_TEXT_MAX_CHARS,
+        prompt="p" * limits.PROMPT_MAX_CHARS,
+        metadata={"note": metadata_text},
+        deadline_seconds=limits.DEADLINE_SECONDS_MAX,
+    )
+    status, _, job = call(
+        "POST", "/jobs", body=body, headers={"Idempotency-Key": "k" * limits.IDEMPOTENCY_KEY_MAX_CHARS}
+    )
+    assert status == 202, job
+    table = moto_clients.dynamodb().describe_table(TableName=stack.refs["JobsTable"])["Table"]
+    item = moto_clients.dynamodb().scan(TableName=table["TableName"])["Items"]
+    [record] = [stored for stored in item if json.dumps(stored).count(metadata_text)]
+    # DynamoDB counts names and values in UTF-8; the JSON text of the item over-counts it (quotes, type letters).
+    assert len(json.dumps(record).encode()) < DYNAMODB_ITEM_MAX_BYTES // 4
+
+
+DYNAMODB_ITEM_MAX_BYTES = 400 * 1024
 
 
 def test_someone_elses_upload_is_refused(call: Call, stack: Stack) -> None:
@@ -406,15 +553,13 @@ def test_a_utf_8_body_in_base64_is_read(call: Call) -> None:
 
 @pytest.mark.parametrize("size", [limits.DATA_URI_MAX_BYTES + 1, limits.DATA_URI_MAX_BYTES + 4])
 def test_a_data_uri_over_its_limit_is_a_422(call: Call, size: int) -> None:
-    data = base64.b64encode(b"0" * size).decode()
-    problem = assert_problem(*call("POST", "/jobs", body=job_body(image_url=f"data:image/png;base64,{data}")), 422)
+    problem = assert_problem(*call("POST", "/jobs", body=job_body(image_url=png_data_uri(size))), 422)
     assert pointers(problem) == ["#/image_url"]
     assert "POST /uploads" in problem["errors"][0]["detail"]
 
 
 def test_a_data_uri_at_its_limit_is_accepted(call: Call) -> None:
-    data = base64.b64encode(b"0" * limits.DATA_URI_MAX_BYTES).decode()
-    assert call("POST", "/jobs", body=job_body(image_url=f"data:image/png;base64,{data}"))[0] == 202
+    assert call("POST", "/jobs", body=job_body(image_url=png_data_uri(limits.DATA_URI_MAX_BYTES)))[0] == 202
 
 
 def test_a_bad_idempotency_key_header_is_named(call: Call) -> None:
@@ -647,8 +792,8 @@ def test_uploads_get_presigned_put_urls_in_the_callers_prefix(call: Call, stack:
         signed = parse_qs(url.query)["X-Amz-SignedHeaders"][0].split(";")
         assert {"content-type", "content-length"} <= set(signed)
         assert url.path.endswith(upload["name"])
-    # The upload is usable as a job input.
-    job = job_body("fal-ai/ai-avatar", image_url=body["uploads"][0]["s3_uri"])
+    # Once uploaded, it is usable as a job input.
+    job = job_body("fal-ai/ai-avatar", image_url=put_upload(body["uploads"][0]["s3_uri"]))
     assert call("POST", "/jobs", body=job)[0] == 202
 
 
@@ -663,6 +808,9 @@ def test_uploads_get_presigned_put_urls_in_the_callers_prefix(call: Call, stack:
             "#/files/0/size",
         ),
         ([{"name": "../etc/passwd", "content_type": "image/png", "size": 10}], "#/files/0/name"),
+        ([{"name": "f.png", "content_type": "image/png", "size": True}], "#/files/0/size"),
+        ([{"name": "f.png", "content_type": "image/png", "size": "10"}], "#/files/0/size"),
+        ([{"name": "f.png", "content_type": "image/png", "size": 10.0}], "#/files/0/size"),
         ([{"name": "f.png", "content_type": "image/png", "size": 1}] * (limits.UPLOAD_MAX_FILES + 1), "#/files"),
     ],
 )

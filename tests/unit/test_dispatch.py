@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
@@ -34,7 +34,7 @@ FAL = "https://queue.fal.run"
 MIRAKO = "https://mirako.co"
 PNG = b"\x89PNG\r\n\x1a\n" + b"face" * 16
 WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"voice" * 16
-FAL_MODEL = "fal-ai/ai-avatar/multi-text"
+FAL_MODEL: Final = "fal-ai/ai-avatar/multi-text"
 
 
 @pytest.fixture

@@ -266,7 +266,8 @@ def test_a_bad_manifest_gets_an_error_file_with_field_pointers_and_no_job(ingest
     ("body", "pointer", "detail"),
     [
         ("{not json", "#", "the manifest is not valid JSON"),
-        ('{"provider": "fal", "num_frames": NaN}', "#", "not valid JSON"),
+        ('{"provider": "fal", "num_frames": NaN}', "#/num_frames", "NaN is not a JSON number"),
+        ('{"provider": "fal", "provider": "mirako"}', "#/provider", "appears more than once"),
         ([multi_text()], "#", "must be a JSON object"),
         ({**multi_text(), "model": "fal-ai/unknown"}, "#/model", "must be one of: fal-ai/ai-avatar, "),
         ({**multi_text(), "extra": 1}, "#/extra", "Extra inputs are not permitted"),
@@ -320,9 +321,11 @@ def test_a_referenced_file_that_is_not_there_is_reported(ingest_env: Stack) -> N
     result = drop_manifest(multi_text(image_url="missing.png"))
     assert result["outcome"] == "rejected"
     assert result["errors"] == [
-        {"pointer": "#/image_url", "detail": f"s3://{inputs_bucket()}/{FOLDER}missing.png does not exist "
-                                             "(or cannot be read)"}
-    ]  # fmt: skip
+        {
+            "pointer": "#/image_url",
+            "detail": f"s3://{inputs_bucket()}/{FOLDER}missing.png does not exist (was it uploaded?) or cannot be read",
+        }
+    ]
 
 
 def test_https_and_data_inputs_of_a_manifest_are_kept(ingest_env: Stack) -> None:

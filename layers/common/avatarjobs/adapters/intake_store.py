@@ -13,7 +13,6 @@ if TYPE_CHECKING:
 
 # A missing object: 404, or 403 when the caller may not list the bucket. A replaced one: 412 (If-Match).
 _GONE = frozenset({"NoSuchKey", "NoSuchVersion", "404", "PreconditionFailed", "412"})
-_MISSING = frozenset({"NoSuchKey", "404", "403", "AccessDenied", "Forbidden"})
 
 
 def _error_code(error: ClientError) -> str:
@@ -42,15 +41,6 @@ class S3IntakeStore:
             body.close()
             raise ManifestTooLarge(response["ContentLength"])
         return body.read(MANIFEST_MAX_BYTES + 1)
-
-    def object_exists(self, bucket: str, key: str) -> bool:
-        try:
-            self._client.head_object(Bucket=bucket, Key=key)
-        except ClientError as error:
-            if _error_code(error) in _MISSING:
-                return False
-            raise
-        return True
 
     def write_report(self, bucket: str, key: str, report: dict[str, Any]) -> None:
         body = json.dumps(report, indent=2, ensure_ascii=False).encode()

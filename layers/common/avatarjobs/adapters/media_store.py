@@ -2,7 +2,9 @@
 
 from typing import TYPE_CHECKING
 
-from avatarjobs.domain.ports import InputTooLarge
+from botocore.exceptions import ClientError
+
+from avatarjobs.domain.ports import InputTooLarge, StoredInput
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -36,3 +38,23 @@ class S3MediaStore:
             body.close()
             raise InputTooLarge(f"s3://{self.inputs_bucket}/{key} is over {max_bytes} bytes")
         return body.read(), response.get("ContentType", "application/octet-stream")
+
+    def peek_input(self, key: str, *, head_bytes: int) -> StoredInput | None:
+        # One ranged GET answers what a HeadObject would (exists, size) and also the magic bytes.
+        try:
+            response = self._client.get_object(Bucket=self.inputs_bucket, Key=key, Range=f"bytes=0-{head_bytes - 1}")
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code == "InvalidRange":  # S3's answer to a range on an empty object
+                return StoredInput(size=0, head=b"")
+            if code in _UNREADABLE:
+                return None
+            raise
+        head = response["Body"].read(head_bytes)
+        # Content-Range: "bytes 0-15/123456"; absent when S3 sent the whole (short) object.
+        total = response.get("ContentRange", "").rpartition("/")[2]
+        return StoredInput(size=int(total) if total.isdigit() else response["ContentLength"], head=head)
+
+
+# Missing, or not readable by this function (S3 answers 403 for a missing key without s3:ListBucket).
+_UNREADABLE = frozenset({"NoSuchKey", "404", "NotFound", "AccessDenied", "403"})

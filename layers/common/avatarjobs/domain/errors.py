@@ -51,12 +51,15 @@ class IdempotencyConflict(DomainError):
 
 
 class InvalidInput(DomainError):
-    """Input that passed the schema but not a check that needs context (the caller, a bucket)."""
+    """Input that passed the schema but not a check that needs context (the caller, a bucket).
 
-    def __init__(self, pointer: str, message: str) -> None:
+    `fields`: (JSON Pointer without its `#`, message) for each field found wrong, the first one's named alone."""
+
+    def __init__(self, pointer: str, message: str, *more: tuple[str, str]) -> None:
         super().__init__(message)
         self.pointer = pointer
         self.message = message
+        self.fields = [(pointer, message), *more]
 
 
 class InvalidQueryParameter(DomainError):

@@ -12,7 +12,6 @@ Errors name fields with the JSON pointers the API's problems use. Anything else 
 queue) is raised, so the trigger retries: jobs are created idempotently, so a retry never makes a second one.
 """
 
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,13 +20,13 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from avatarjobs.domain import limits
+from avatarjobs.domain import limits, strict_json
 from avatarjobs.domain.errors import IdempotencyConflict, InvalidInput
 from avatarjobs.domain.jobs_service import JobsService
 from avatarjobs.domain.media import media_field_names, parse_s3_uri
 from avatarjobs.domain.ports import IntakeStore, RejectionPublisher
 from avatarjobs.domain.requests import MODEL_CLASSES, JobRequest, JobRequestModel
-from avatarjobs.domain.validation import FieldError, field_errors
+from avatarjobs.domain.validation import FieldError, field_errors, json_pointer
 from avatarjobs.observability import logger
 
 MANIFEST_PREFIX = "incoming/"
@@ -207,7 +206,8 @@ class Intake:
         try:
             created = self.jobs.create_job(owner, request, idempotency_key, s3_input_prefix=s3_prefix)
         except InvalidInput as error:
-            raise _rejected("#" + error.pointer, error.message) from None
+            fields = [FieldError(pointer="#" + pointer, detail=message) for pointer, message in error.fields]
+            raise _Rejected(fields) from None
         except IdempotencyConflict:
             raise _rejected(
                 "#/idempotency_key" if owner == EVENTS_OWNER else "#",
@@ -218,7 +218,8 @@ class Intake:
         return IntakeResult(outcome, job_id=created.job.job_id)
 
     def _check_s3_inputs(self, request: JobRequestModel, prefix: str, where: str) -> None:
-        """Every s3:// input is an existing object of the inputs bucket under `prefix`, named without `..`."""
+        """Every s3:// input is in the inputs bucket under `prefix`, named without `..` (that it exists and is
+        media of its kind, JobsService checks for every caller)."""
         errors = []
         for name in self._media_field_names(request.model):
             value = getattr(request, name)
@@ -228,8 +229,6 @@ class Intake:
             pointer = f"#/{name}"
             if uri.bucket != self.inputs_bucket or not uri.key.startswith(prefix) or ".." in uri.key.split("/"):
                 errors.append(FieldError(pointer=pointer, detail=f"must be an object under {where}"))
-            elif not self.store.object_exists(uri.bucket, uri.key):
-                errors.append(FieldError(pointer=pointer, detail=f"{value} does not exist (or cannot be read)"))
         if errors:
             raise _Rejected(errors)
 
@@ -243,14 +242,12 @@ def _report_key(manifest_key: str, suffix: str) -> str:
     return manifest_key.removesuffix(MANIFEST_SUFFIX) + suffix
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def _parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(raw, parse_constant=_reject_constant)  # json.loads handles UTF-8 with or without a BOM
-    except (ValueError, RecursionError) as error:
+        body = strict_json.loads(raw)  # json.loads handles UTF-8 with or without a BOM
+    except strict_json.JsonRefused as refused:
+        raise _rejected(json_pointer(refused.path), refused.detail) from None
+    except ValueError as error:
         raise _rejected("#", f"the manifest is not valid JSON: {error}") from None
     if not isinstance(body, dict):
         raise _rejected("#", "the manifest must be a JSON object (the body of POST /jobs)")

@@ -24,7 +24,15 @@ from avatarjobs.domain.errors import (
 )
 from avatarjobs.domain.ids import is_job_id, new_job_id
 from avatarjobs.domain.job import Job, JobError, JobStatus, isoformat, utc_now
-from avatarjobs.domain.media import media_field_names, parse_data_uri, parse_s3_uri
+from avatarjobs.domain.media import (
+    CONTENT_TYPES,
+    MAGIC_BYTES,
+    media_field_names,
+    media_fields,
+    parse_data_uri,
+    parse_s3_uri,
+    sniff,
+)
 from avatarjobs.domain.messages import JobMessage
 from avatarjobs.domain.ports import (
     IdempotencyKeyTaken,
@@ -83,7 +91,7 @@ class JobsService:
         s3_input_prefix: str | None = None,
     ) -> CreatedJob:
         """`s3_input_prefix`: where in the inputs bucket this caller's s3:// inputs may be (default: its uploads)."""
-        self._check_s3_inputs_are_owned(s3_input_prefix or uploads_prefix(owner), request)
+        self._check_s3_inputs(s3_input_prefix or uploads_prefix(owner), request)
         request_print = fingerprint(request)
         if idempotency_key is not None:
             replay = self._replay(owner, idempotency_key, request_print)
@@ -168,13 +176,31 @@ class JobsService:
         except Exception:
             logger.exception(failure, extra={"job_id": job.job_id})
 
-    def _check_s3_inputs_are_owned(self, prefix: str, request: JobRequestModel) -> None:
-        for name in media_field_names(type(request)):
+    def _check_s3_inputs(self, prefix: str, request: JobRequestModel) -> None:
+        """Every s3:// input is the caller's, exists, and is a file of its field's kind within size: checked at
+        accept, so that a provider is never paid for a job whose input it cannot use."""
+        problems: list[tuple[str, str]] = []
+        for name, kind in media_fields(type(request)).items():
             value = getattr(request, name)
-            if isinstance(value, str) and value.startswith("s3://"):
-                uri = parse_s3_uri(value)
-                if uri.bucket != self._media.inputs_bucket or not uri.key.startswith(prefix):
-                    raise InvalidInput(f"/{name}", "must be an s3:// URI that POST /uploads returned to your API key")
+            if not (isinstance(value, str) and value.startswith("s3://")):
+                continue
+            uri = parse_s3_uri(value)
+            if uri.bucket != self._media.inputs_bucket or not uri.key.startswith(prefix):
+                problems.append((f"/{name}", "must be an s3:// URI that POST /uploads returned to your API key"))
+                continue
+            stored = self._media.peek_input(uri.key, head_bytes=MAGIC_BYTES)
+            limit = limits.UPLOAD_MAX_BYTES[kind]
+            if stored is None:
+                problems.append((f"/{name}", f"{value} does not exist (was it uploaded?) or cannot be read"))
+            elif stored.size == 0:
+                problems.append((f"/{name}", f"{value} is empty"))
+            elif stored.size > limit:
+                problems.append((f"/{name}", f"{value} is {stored.size} bytes, over the {limit}-byte {kind} limit"))
+            elif sniff(stored.head, kind) is None:
+                accepted = ", ".join(sorted(CONTENT_TYPES[kind]))
+                problems.append((f"/{name}", f"{value} is not an {kind} of an accepted type ({accepted})"))
+        if problems:
+            raise InvalidInput(*problems[0], *problems[1:])
 
     def _stage_inline_inputs(self, owner: str, job_id: str, request: JobRequestModel) -> dict[str, object]:
         """Data URIs move to the inputs bucket: a job record must stay far below DynamoDB's 400 KB item limit."""

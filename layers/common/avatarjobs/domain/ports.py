@@ -147,6 +147,16 @@ class MediaStore(Protocol):
     def read_input(self, key: str, *, max_bytes: int) -> tuple[bytes, str]:
         """An object of the inputs bucket and its content type; InputTooLarge over `max_bytes`."""
 
+    def peek_input(self, key: str, *, head_bytes: int) -> "StoredInput | None":
+        """An object of the inputs bucket's size and first `head_bytes` bytes; None when it does not exist or
+        cannot be read."""
+
+
+@dataclass(frozen=True)
+class StoredInput:
+    size: int
+    head: bytes
+
 
 class InputTooLarge(Exception):
     pass
@@ -227,8 +237,6 @@ class IntakeStore(Protocol):
         None when it is gone or has been overwritten since (its newer version has a notification of its own);
         intake.ManifestTooLarge over intake.MANIFEST_MAX_BYTES, without reading the body.
         """
-
-    def object_exists(self, bucket: str, key: str) -> bool: ...
 
     def write_report(self, bucket: str, key: str, report: dict[str, Any]) -> None: ...
 

@@ -6,6 +6,7 @@ Bounds come from `limits` only.
 """
 
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator
@@ -20,12 +21,23 @@ Voice = Literal[
 Resolution = Literal["480p", "720p"]
 Acceleration = Literal["none", "regular", "high"]
 
+_NOT_BLANK = r"\S"  # JSON Schema's pattern is a search: somewhere in it, a character that is not white space
+
+
+def _not_blank(value: str) -> str:
+    if re.search(_NOT_BLANK, value) is None:
+        raise ValueError("must not be blank (it holds only white space)")
+    return value
+
+
+def _text(max_chars: int, description: str) -> Any:
+    return Field(min_length=1, max_length=max_chars, description=description, json_schema_extra={"pattern": _NOT_BLANK})
+
+
 Prompt = Annotated[
-    str, Field(min_length=1, max_length=limits.PROMPT_MAX_CHARS, description="The text prompt to guide generation.")
+    str, _text(limits.PROMPT_MAX_CHARS, "The text prompt to guide generation."), AfterValidator(_not_blank)
 ]
-SpeechText = Annotated[
-    str, Field(min_length=1, max_length=limits.SPEECH_TEXT_MAX_CHARS, description="The words to speak.")
-]
+SpeechText = Annotated[str, _text(limits.SPEECH_TEXT_MAX_CHARS, "The words to speak."), AfterValidator(_not_blank)]
 
 
 def _metadata_fits(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
@@ -46,7 +58,8 @@ Metadata = Annotated[
 class _JobRequestBase(BaseModel):
     """Fields every job request has besides the model's own input."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    # strict: JSON's types as the document gives them ("97" is no integer, "yes" no boolean, 1.0 no integer)
+    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=False)
 
     metadata: Metadata | None = None
     deadline_seconds: int | None = Field(
@@ -141,6 +154,7 @@ class MirakoTalkingAvatarRequest(_JobRequestBase):
         default=None,
         min_length=1,
         max_length=limits.VOICE_PROFILE_ID_MAX_CHARS,
+        pattern=r"^[!-~]+$",  # printable ASCII without spaces, as Mirako's ids (a UUID in its spec's example)
         validate_default=True,
         description="Mirako voice profile that speaks `text` (required with `text`).",
     )
@@ -149,7 +163,9 @@ class MirakoTalkingAvatarRequest(_JobRequestBase):
     @field_validator("text")
     @classmethod
     def _exactly_one_speech_source(cls, text: str | None, info: ValidationInfo) -> str | None:
-        has_audio = info.data.get("audio_url") is not None
+        if "audio_url" not in info.data:
+            return text  # audio_url was given but is invalid: its own error says so
+        has_audio = info.data["audio_url"] is not None
         if text is None and not has_audio:
             raise ValueError("either text or audio_url is required")
         if text is not None and has_audio:

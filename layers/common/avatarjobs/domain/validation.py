@@ -3,6 +3,8 @@
 One mapping for every way a job request arrives (the HTTP API's problems, S3 manifests, bus events).
 """
 
+from collections.abc import Iterable
+
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
@@ -16,6 +18,11 @@ class FieldError(BaseModel):
     detail: str
 
 
+def json_pointer(path: Iterable[str | int]) -> str:
+    """The URI fragment form of a JSON Pointer (RFC 6901): `#/a/0/b`, with `~` and `/` in names escaped."""
+    return "#" + "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
+
+
 def field_error(error: ErrorDetails) -> FieldError:
     """A pydantic error of a JobRequest validation as a pointer into the caller's JSON and a message."""
     path = [str(part) for part in error["loc"]]
@@ -25,7 +32,7 @@ def field_error(error: ErrorDetails) -> FieldError:
     elif path and path[0] in MODEL_NAMES:
         # The discriminated union puts the model's name first; the caller's JSON has no such level.
         path = path[1:]
-    return FieldError(pointer="#/" + "/".join(path) if path else "#", detail=message)
+    return FieldError(pointer=json_pointer(path), detail=message)
 
 
 def field_errors(error: ValidationError) -> list[FieldError]:

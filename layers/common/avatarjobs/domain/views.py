@@ -79,11 +79,25 @@ _UPLOAD_CONTENT_TYPES = sorted(limits.IMAGE_CONTENT_TYPES | limits.AUDIO_CONTENT
 
 
 class UploadFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # `"size": true` is no size
 
-    name: Annotated[str, Field(min_length=1, max_length=limits.UPLOAD_FILENAME_MAX_CHARS)]
+    # The pattern is in the document; the validator says it in words.
+    name: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=limits.UPLOAD_FILENAME_MAX_CHARS,
+            json_schema_extra={"pattern": _SAFE_FILENAME.pattern},
+        ),
+    ]
     content_type: str = Field(json_schema_extra={"enum": list[JsonValue](_UPLOAD_CONTENT_TYPES)})
-    size: int = Field(gt=0, description="Exact size in bytes; the upload must send this Content-Length.")
+    size: int = Field(
+        gt=0,
+        le=max(limits.UPLOAD_MAX_BYTES.values()),
+        description="Exact size in bytes; the upload must send this Content-Length. "
+        + "; ".join(f"{kind}s at most {size} bytes" for kind, size in limits.UPLOAD_MAX_BYTES.items())
+        + ".",
+    )
 
     @field_validator("name")
     @classmethod
@@ -115,7 +129,7 @@ def upload_kind(content_type: str) -> Literal["image", "audio"]:
 
 
 class CreateUploadsRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     files: list[UploadFile] = Field(min_length=1, max_length=limits.UPLOAD_MAX_FILES)
 

@@ -95,14 +95,18 @@ def _validation_problem(error: RequestValidationError) -> Response[Any]:
     errors = error.errors()
     if any(item["type"] == "json_invalid" for item in errors):
         return problem(HTTPStatus.BAD_REQUEST, "malformed_json", "the request body is not valid JSON")
-    fields = [_field_problem(item) for item in errors]
+    return _fields_invalid([_field_problem(item) for item in errors])
+
+
+def _fields_invalid(fields: list[FieldProblem]) -> Response[Any]:
     noun = "field is" if len(fields) == 1 else "fields are"
     return problem(HTTPStatus.UNPROCESSABLE_ENTITY, "validation_failed", f"{len(fields)} {noun} invalid", errors=fields)
 
 
 def _invalid_input(error: InvalidInput) -> Response[Any]:
-    field = FieldProblem(location="body", pointer="#" + error.pointer, detail=error.message)
-    return problem(HTTPStatus.UNPROCESSABLE_ENTITY, "validation_failed", "1 field is invalid", errors=[field])
+    return _fields_invalid(
+        [FieldProblem(location="body", pointer="#" + pointer, detail=message) for pointer, message in error.fields]
+    )
 
 
 def _invalid_query_parameter(error: InvalidQueryParameter) -> Response[Any]:
