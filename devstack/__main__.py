@@ -1,7 +1,8 @@
 """`python -m devstack up`: the local stack until Ctrl-C (or SIGTERM), which stops every process it started.
 
 It prints the API's base URL and the local API key as shell exports (the CLI reads them), then where moto,
-the logs and the child processes are.
+the logs and the child processes are. It also writes the exports to an env file (default out/local-stack.env) while
+it runs, so another shell, or the README's quick start, can `. out/local-stack.env`.
 """
 
 import argparse
@@ -35,6 +36,12 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     )
     up.add_argument("--log-dir", type=Path, help="where each process logs (default: a new temporary folder)")
     up.add_argument("--api-key", help="the local API key (default: a new random one)")
+    up.add_argument(
+        "--env-file",
+        type=Path,
+        default=Path("out/local-stack.env"),
+        help="where to write the exports while the stack runs (default: %(default)s; removed when it stops)",
+    )
     return parser.parse_args(argv)
 
 
@@ -53,8 +60,12 @@ def up(options: argparse.Namespace) -> int:
     )
     try:
         local.start()
-        print(f"export AVATARJOBS_BASE_URL={local.api_url}")
-        print(f"export AVATARJOBS_API_KEY={local.api_key}")
+        print(local.client_exports, end="")
+        options.env_file.parent.mkdir(parents=True, exist_ok=True)
+        # Written once the stack answers, so a script may wait for the file and then use the API.
+        options.env_file.touch(mode=0o600)  # the key is the stack's: readable by its user only
+        options.env_file.write_text(local.client_exports)
+        print(f"# exports also in {options.env_file}")
         print(f"# moto endpoint: {local.endpoint_url}")
         print(f"# provider emulators: {'on' if emulators else 'off'}")
         print(f"# logs: {local.log_dir}")
@@ -63,6 +74,7 @@ def up(options: argparse.Namespace) -> int:
         stop_requested.wait()
         print("# stopping", flush=True)
     finally:
+        options.env_file.unlink(missing_ok=True)  # its key and URL die with the stack
         local.stop()
     print("# stopped", flush=True)
     return 0

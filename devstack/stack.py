@@ -142,6 +142,11 @@ class LocalStack:
         return self._gateway.url
 
     @property
+    def client_exports(self) -> str:
+        """The shell exports the CLI reads (`make up` prints them and writes them to its env file)."""
+        return f"export AVATARJOBS_BASE_URL={self.api_url}\nexport AVATARJOBS_API_KEY={self.api_key}\n"
+
+    @property
     def parameters(self) -> dict[str, str]:
         """The template parameters the stack is provisioned with (the caller's, and the local defaults)."""
         return dict(self._parameters)

@@ -5,6 +5,7 @@ stdout carries what a script wants (a job id, a path, JSON, a table); progress, 
 
 import json
 import mimetypes
+import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -70,6 +71,13 @@ Timeout = Annotated[
     typer.Option(min=0, help="Stop waiting after this many seconds (exit 3); the job goes on.", show_default=False),
 ]
 Interval = Annotated[float, typer.Option(min=0, help="Seconds between polls.")]
+
+
+def _job_status(value: str) -> JobStatus:
+    try:
+        return JobStatus(value.upper())
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(JobStatus)}.") from None
 
 
 @contextmanager
@@ -203,7 +211,13 @@ def status(
 def list_jobs(
     *,
     status: Annotated[
-        JobStatus | None, typer.Option(case_sensitive=False, help="Only jobs in this status.", show_default=False)
+        JobStatus | None,
+        typer.Option(
+            parser=_job_status,
+            metavar="[" + "|".join(JobStatus) + "]",
+            help="Only jobs in this status (any case).",
+            show_default=False,
+        ),
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=100, help="Jobs per page.")] = 20,
     cursor: Annotated[str | None, typer.Option(help="Start at this next_cursor.", show_default=False)] = None,
@@ -270,8 +284,14 @@ def download(
     job_id: JobIdArgument,
     *,
     output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", help="File (or directory) to write; default <job id>.mp4.", show_default=False),
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="File to write, or a directory (an existing one, or one ending in /, made if missing); "
+            "default <job id>.mp4.",
+            show_default=False,
+        ),
     ] = None,
     base_url: BaseUrl = None,
     api_key: ApiKey = None,
@@ -366,12 +386,22 @@ def _not_downloadable(job: JobView) -> CliError:
     )
 
 
-def _destination(output: Path | None, job_id: str, content_type: str) -> Path:
+def _destination(output: str | None, job_id: str, content_type: str) -> Path:
+    """Where the video goes, its folders made: before any byte moves, so a bad path fails before the progress bar."""
     extension = ".mp4" if content_type == "video/mp4" else mimetypes.guess_extension(content_type) or ""
     default_name = re.sub(r"[^A-Za-z0-9._-]", "_", job_id) + extension
     if output is None:
         return Path(default_name)
-    return output / default_name if output.is_dir() else output
+    # Path() drops a trailing separator, so "out/" is read as the folder it names before it becomes a Path.
+    as_folder = output.endswith(("/", os.sep)) or Path(output).is_dir()
+    destination = Path(output) / default_name if as_folder else Path(output)
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CliError(f"Cannot make the folder {destination.parent}: {error.strerror or error}.") from None
+    if destination.is_dir():
+        raise CliError(f"{destination} is a folder; name a file, or end the folder's name with /.")
+    return destination
 
 
 def _print_job_id_or_json(job: JobView, json_output: bool) -> None:

@@ -327,6 +327,24 @@ def test_list_all_follows_next_cursor_through_every_page(cli: Invoke, api: respx
     assert OTHER_JOB_ID in result.stdout
 
 
+@pytest.mark.parametrize("given", ["succeeded", "Succeeded", "SUCCEEDED"])
+def test_list_status_takes_any_case_and_asks_the_api_in_its_own(cli: Invoke, api: respx.MockRouter, given: str) -> None:
+    page = api_views.JobPage(items=[], next_cursor=None)
+    route = api.get(f"{BASE_URL}/jobs").mock(return_value=httpx.Response(200, json=page.model_dump(mode="json")))
+
+    result = cli("list", "--status", given)
+
+    assert result.exit_code == 0, result.output
+    assert route.calls.last.request.url.params["status"] == "SUCCEEDED"
+
+
+def test_list_status_names_the_statuses_as_the_api_writes_them(cli: Invoke) -> None:
+    result = cli("list", "--status", "done")
+
+    assert result.exit_code == 2
+    assert "SUCCEEDED" in result.stderr and "succeeded" not in result.stderr
+
+
 def test_list_without_all_shows_one_page_and_how_to_get_the_next(cli: Invoke, api: respx.MockRouter) -> None:
     page = api_views.JobPage(items=[api_views.JobView(**job_json("SUCCEEDED"))], next_cursor="cursor-2")
     route = api.get(f"{BASE_URL}/jobs").mock(return_value=httpx.Response(200, json=page.model_dump(mode="json")))
@@ -452,6 +470,44 @@ def test_download_streams_the_video_and_checks_size_and_sha256(
     assert result.stdout == f"{destination}\n"
     assert "SHA-256 verified" in result.stderr
     assert "x-api-key" not in video.calls.last.request.headers  # presigned: the key stays with the API
+
+
+@pytest.mark.parametrize(
+    ("output", "written"),
+    [
+        ("out/", f"out/{JOB_ID}.mp4"),
+        ("nested/a/b.mp4", "nested/a/b.mp4"),
+        ("existing", f"existing/{JOB_ID}.mp4"),
+    ],
+    ids=["a folder that does not exist yet", "a file in folders that do not exist yet", "an existing folder"],
+)
+def test_download_makes_the_folders_it_is_told_of(
+    cli: Invoke, api: respx.MockRouter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output: str, written: str
+) -> None:
+    api.get(f"{BASE_URL}/jobs/{JOB_ID}").mock(return_value=httpx.Response(200, json=succeeded_with(VIDEO)))
+    api.get(VIDEO_URL).mock(return_value=httpx.Response(200, content=VIDEO))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "existing").mkdir()
+
+    result = cli("download", JOB_ID, "-o", output)
+
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / written).read_bytes() == VIDEO
+    assert result.stdout == f"{written}\n"
+
+
+def test_download_into_a_path_under_a_file_fails_before_fetching_the_video(
+    cli: Invoke, api: respx.MockRouter, tmp_path: Path
+) -> None:
+    api.get(f"{BASE_URL}/jobs/{JOB_ID}").mock(return_value=httpx.Response(200, json=succeeded_with(VIDEO)))
+    video = api.get(VIDEO_URL).mock(return_value=httpx.Response(200, content=VIDEO))
+    (tmp_path / "a-file").write_bytes(b"")
+
+    result = cli("download", JOB_ID, "-o", str(tmp_path / "a-file" / "b.mp4"))
+
+    assert result.exit_code == 1
+    assert "Cannot make the folder" in result.stderr
+    assert video.call_count == 0
 
 
 @pytest.mark.parametrize("served", [VIDEO[:-1] + b"!", VIDEO[:-10], VIDEO + b"extra"])
