@@ -96,9 +96,9 @@ class ApiClient:
         return job_page(self._json(response, "GET /jobs"))
 
     def cancel_job(self, job_id: str) -> JobView:
-        # Not repeated on 503: the first attempt may have asked the provider already, and a repeat would
-        # answer 409 (no longer cancelable) for a cancel that worked.
-        response = self._send("POST", f"/jobs/{_segment(job_id)}/cancel", idempotent=False)
+        # Repeated on 429/503 like a GET: the API answers a repeat with the job's current state (cancel is
+        # idempotent), so a repeat after a lost answer cannot turn a cancel that worked into a 409.
+        response = self._send("POST", f"/jobs/{_segment(job_id)}/cancel", idempotent=True)
         return job_view(self._json(response, "POST /jobs/{job_id}/cancel"))
 
     # -- the plumbing ---------------------------------------------------------------------------------------

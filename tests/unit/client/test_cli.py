@@ -428,16 +428,20 @@ def test_wait_retries_a_503_after_its_retry_after(cli: Invoke, api: respx.MockRo
     assert route.call_count == 2
 
 
-def test_cancel_is_not_repeated_on_503(cli: Invoke, api: respx.MockRouter) -> None:
+def test_cancel_is_repeated_on_503_since_the_api_answers_a_repeat_with_the_jobs_state(
+    cli: Invoke, api: respx.MockRouter
+) -> None:
+    unavailable = problem(503, "The jobs table is unavailable", "service_unavailable")
+    unavailable.headers["Retry-After"] = "0"
     route = api.post(f"{BASE_URL}/jobs/{JOB_ID}/cancel").mock(
-        return_value=problem(503, "The provider did not answer", "service_unavailable")
+        side_effect=[unavailable, httpx.Response(200, json=job_json("CANCELED"))]
     )
 
     result = cli("cancel", JOB_ID)
 
-    assert result.exit_code == 1
-    assert route.call_count == 1
-    assert "503" in result.stderr
+    assert result.exit_code == 0, result.output
+    assert route.call_count == 2
+    assert result.stdout == "CANCELED\n"
 
 
 # -- download -------------------------------------------------------------------------------------------------
