@@ -263,7 +263,7 @@ def test_repeating_a_submit_with_its_key_sends_the_same_body_without_uploading_a
 
 def test_submit_then_wait_ends_with_the_jobs_exit_code(cli: Invoke, api: respx.MockRouter) -> None:
     api.post(f"{BASE_URL}/jobs").mock(return_value=accepted(job_json()))
-    failed = job_json("FAILED", error=JobError(code="provider_failed", message="fal refused the image"))
+    failed = job_json("FAILED", error=JobError(code="GENERATION_FAILED", message="fal refused the image"))
     api.get(f"{BASE_URL}/jobs/{JOB_ID}").mock(return_value=httpx.Response(200, json=failed))
 
     result = cli(
@@ -274,7 +274,7 @@ def test_submit_then_wait_ends_with_the_jobs_exit_code(cli: Invoke, api: respx.M
 
     assert result.exit_code == 2
     assert result.stdout == f"{JOB_ID}\n"
-    assert "provider_failed: fal refused the image" in result.stderr
+    assert "GENERATION_FAILED: fal refused the image" in result.stderr
 
 
 def test_a_missing_local_file_is_refused_before_anything_is_sent(cli: Invoke, api: respx.MockRouter) -> None:
@@ -370,7 +370,7 @@ def test_wait_follows_the_job_until_it_succeeds(cli: Invoke, api: respx.MockRout
 
 @pytest.mark.parametrize("status", ["FAILED", "CANCELED", "TIMED_OUT"])
 def test_wait_exits_2_when_the_job_ends_otherwise(cli: Invoke, api: respx.MockRouter, status: str) -> None:
-    error = JobError(code="provider_failed", message="no face found") if status == "FAILED" else None
+    error = JobError(code="GENERATION_FAILED", message="no face found") if status == "FAILED" else None
     api.get(f"{BASE_URL}/jobs/{JOB_ID}").mock(
         side_effect=[
             httpx.Response(200, json=job_json("RUNNING")),
@@ -383,7 +383,7 @@ def test_wait_exits_2_when_the_job_ends_otherwise(cli: Invoke, api: respx.MockRo
     assert result.exit_code == 2
     assert f"ended {status}" in result.stderr
     if error:
-        assert "provider_failed: no face found" in result.stderr
+        assert "GENERATION_FAILED: no face found" in result.stderr
 
 
 def test_wait_exits_3_when_its_timeout_passes_first(cli: Invoke, api: respx.MockRouter) -> None:
