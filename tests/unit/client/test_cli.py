@@ -21,7 +21,7 @@ from typer.testing import CliRunner, Result
 from avatarjobs.domain import views as api_views
 from avatarjobs.domain.job import JobError, JobOutput
 from avatarjobs.domain.requests import JobRequest
-from avatarjobs.http.problems import PROBLEM_JSON, FieldProblem, problem_body
+from avatarjobs.http.problems import PROBLEM_JSON, FieldProblem, ProblemCode, problem_body
 from avatarjobs_cli.main import app
 
 BASE_URL = "https://abc123.execute-api.eu-west-1.amazonaws.com/v1"
@@ -85,7 +85,7 @@ def job_json(status: str = "ACCEPTED", **fields: Any) -> dict[str, Any]:
     return api_views.JobView(**(defaults | fields)).model_dump(mode="json")
 
 
-def problem(status: int, detail: str, code: str, errors: list[dict[str, str]] | None = None) -> httpx.Response:
+def problem(status: int, detail: str, code: ProblemCode, errors: list[dict[str, str]] | None = None) -> httpx.Response:
     """An error answer, serialized by the API's own problem details code."""
     fields = [FieldProblem(**error) for error in errors] if errors else None
     body = problem_body(HTTPStatus(status), code, detail, fields)

@@ -32,9 +32,16 @@ TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.
 # The values of the request models' `provider` and `model` (requests.py), named here for the job view without
 # importing the request models (the functions that take no requests never load them).
 type ProviderId = Literal["fal", "mirako"]
-type ModelId = Literal[
-    "fal-ai/ai-avatar", "fal-ai/ai-avatar/single-text", "fal-ai/ai-avatar/multi", "fal-ai/ai-avatar/multi-text",
-    "talking-avatar",
+type ModelId = Annotated[
+    Literal[
+        "fal-ai/ai-avatar", "fal-ai/ai-avatar/single-text", "fal-ai/ai-avatar/multi", "fal-ai/ai-avatar/multi-text",
+        "talking-avatar",
+    ],
+    # The names a generated client gives the values (openapi-python-client would make FAL_AIAI_AVATAR of the first).
+    Field(json_schema_extra={"x-enum-varnames": [
+        "FAL_AI_AVATAR", "FAL_AI_AVATAR_SINGLE_TEXT", "FAL_AI_AVATAR_MULTI", "FAL_AI_AVATAR_MULTI_TEXT",
+        "MIRAKO_TALKING_AVATAR",
+    ]}),
 ]  # fmt: skip
 
 

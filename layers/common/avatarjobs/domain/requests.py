@@ -5,11 +5,10 @@ specs/mirako-openapi.yaml (image + audio, or text that Mirako's TTS turns into s
 Bounds come from `limits` only.
 """
 
-import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from avatarjobs.domain import limits
 from avatarjobs.domain.job import Metadata
@@ -21,7 +20,7 @@ type Voice = Literal[
     "Aria", "Roger", "Sarah", "Laura", "Charlie", "George", "Callum", "River", "Liam", "Charlotte",
     "Alice", "Matilda", "Will", "Jessica", "Eric", "Chris", "Brian", "Daniel", "Lily", "Bill",
 ]  # fmt: skip
-type Resolution = Literal["480p", "720p"]
+type Resolution = Annotated[Literal["480p", "720p"], Field(json_schema_extra={"x-enum-varnames": ["P480", "P720"]})]
 type Acceleration = Literal["none", "regular", "high"]
 
 _NOT_BLANK = r"\S"  # JSON Schema's pattern is a search: somewhere in it, a character that is not white space

@@ -50,12 +50,15 @@ type ProblemCode = Literal[
 class FieldProblem(BaseModel):
     """One invalid field: a body field by its JSON Pointer, a parameter by its name."""
 
-    # Left out when None (problem_body), so the document has no null for them: SkipJsonSchema.
     location: Literal["body", "query", "path", "header"]
+    # A None is left out of the answer (problem_body), never sent as null: SkipJsonSchema keeps null out of the
+    # document (here and in Problem.errors).
     pointer: str | SkipJsonSchema[None] = Field(
         default=None, description="JSON Pointer (RFC 6901) into the body, as a URI fragment: #/image_url (body only)"
     )
-    name: str | SkipJsonSchema[None] = Field(default=None, description="The parameter's name (query, path or header only)")
+    name: str | SkipJsonSchema[None] = Field(
+        default=None, description="The parameter's name (query, path or header only)"
+    )
     detail: str
 
 
@@ -71,7 +74,8 @@ class Problem(BaseModel):
     detail: str = Field(description="What went wrong, for a person")
     code: ProblemCode = Field(description="A stable, machine-readable name of the problem")
     errors: list[FieldProblem] | SkipJsonSchema[None] = Field(
-        default=None, description="The invalid fields, each by its pointer or name (validation_failed and invalid_cursor)"
+        default=None,
+        description="The invalid fields, each by its pointer or its name (validation_failed, invalid_cursor)",
     )
 
 
@@ -83,9 +87,7 @@ class MissingCaller(Exception):
     """The request carries no API key identity (API Gateway was configured without the key requirement)."""
 
 
-def problem_body(
-    status: HTTPStatus, code: ProblemCode, detail: str, errors: list[FieldProblem] | None = None
-) -> str:
+def problem_body(status: HTTPStatus, code: ProblemCode, detail: str, errors: list[FieldProblem] | None = None) -> str:
     problem = Problem(type="about:blank", title=status.phrase, status=status, detail=detail, code=code, errors=errors)
     return problem.model_dump_json(exclude_none=True)
 
