@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -28,8 +28,14 @@ from tests.support.polling import eventually
 DOCUMENT = REPO_ROOT / "docs" / "openapi.json"
 GENERATOR_BIN = REPO_ROOT / ".venv-codegen" / "bin"
 PACKAGE = "avatarjobs_client"  # the generator's name for the document's title
-MODULES = ("client", "api.jobs", "api.uploads", "models")
 FAL_TEXT_MODEL = "fal-ai/ai-avatar/single-text"
+# What the tests use of the generated package, by the name they use it by.
+MODULES = {
+    "client": "client",
+    "models": "models",
+    **{operation: f"api.jobs.{operation}" for operation in ("create_job", "get_job", "list_jobs", "cancel_job")},
+    "create_uploads": "api.uploads.create_uploads",
+}
 
 
 @dataclass(frozen=True)
@@ -53,26 +59,13 @@ def generation(tmp_path_factory: pytest.TempPathFactory) -> Generation:
     return Generation(completed.returncode, completed.stdout, root)
 
 
-@dataclass(frozen=True)
-class Generated:
-    """The generated package's modules by their path in it: `client`, `api.jobs`, `api.uploads`, `models`."""
-
-    modules: dict[str, ModuleType]
-
-    def __getattr__(self, path: str) -> Any:
-        return self.modules[path]
-
-
 @pytest.fixture(scope="module")
-def generated(generation: Generation) -> Iterator[Generated]:
+def generated(generation: Generation) -> Iterator[Any]:
+    """The generated package's modules (see MODULES), imported from where it was generated."""
     assert generation.returncode == 0, generation.output
     sys.path.insert(0, str(generation.root))
     try:
-        modules = {path: importlib.import_module(f"{PACKAGE}.{path}") for path in MODULES}
-        for operation in ("create_job", "get_job", "list_jobs", "cancel_job"):
-            modules[operation] = importlib.import_module(f"{PACKAGE}.api.jobs.{operation}")
-        modules["create_uploads"] = importlib.import_module(f"{PACKAGE}.api.uploads.create_uploads")
-        yield Generated(modules)
+        yield SimpleNamespace(**{name: importlib.import_module(f"{PACKAGE}.{path}") for name, path in MODULES.items()})
     finally:
         sys.path.remove(str(generation.root))
         for name in [name for name in sys.modules if name == PACKAGE or name.startswith(f"{PACKAGE}.")]:
@@ -88,7 +81,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
 
 
 @pytest.fixture(scope="module")
-def client(generated: Generated, pipeline: Pipeline) -> Iterator[Any]:
+def client(generated: Any, pipeline: Pipeline) -> Iterator[Any]:
     authenticated = generated.client.AuthenticatedClient(
         base_url=pipeline.local.api_url, token=pipeline.local.api_key, prefix="", auth_header_name="x-api-key"
     )
@@ -109,7 +102,7 @@ def test_the_code_generated_from_the_document_type_checks_strictly(generation: G
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-def _final(generated: Generated, client: Any, job_id: str) -> Any:
+def _final(generated: Any, client: Any, job_id: str) -> Any:
     def ended() -> Any:
         job = generated.get_job.sync(job_id, client=client)
         return job if job.status.value in TERMINAL else None
@@ -117,7 +110,7 @@ def _final(generated: Generated, client: Any, job_id: str) -> Any:
     return eventually(ended, timeout=JOB_TIMEOUT_SECONDS, every=0.5, waiting_for=f"job {job_id} to end")
 
 
-def _face_upload(generated: Generated, client: Any) -> str:
+def _face_upload(generated: Any, client: Any) -> str:
     """The sample face, uploaded through POST /uploads: its s3:// URI."""
     models = generated.models
     face = SAMPLE_FACE.read_bytes()
@@ -136,7 +129,7 @@ def _face_upload(generated: Generated, client: Any) -> str:
     return s3_uri
 
 
-def _text_job(generated: Generated, image_url: str, **fields: Any) -> Any:
+def _text_job(generated: Any, image_url: str, **fields: Any) -> Any:
     models = generated.models
     return models.FalSingleTextRequest(
         provider="fal",
@@ -150,7 +143,7 @@ def _text_job(generated: Generated, image_url: str, **fields: Any) -> Any:
 
 
 def test_an_uploaded_face_ordered_read_and_listed_parses_into_the_generated_classes(
-    generated: Generated, client: Any
+    generated: Any, client: Any
 ) -> None:
     models = generated.models
     ordered_after = datetime.now(UTC) - timedelta(seconds=1)
@@ -200,7 +193,7 @@ def test_an_uploaded_face_ordered_read_and_listed_parses_into_the_generated_clas
 
 
 def test_a_cancel_answers_the_job_and_a_cancel_of_a_succeeded_job_a_parsed_problem(
-    generated: Generated, client: Any, pipeline: Pipeline
+    generated: Any, client: Any, pipeline: Pipeline
 ) -> None:
     models = generated.models
     image = _face_upload(generated, client)
@@ -222,7 +215,7 @@ def test_a_cancel_answers_the_job_and_a_cancel_of_a_succeeded_job_a_parsed_probl
     assert refused.parsed.code == models.ProblemCode.JOB_NOT_CANCELABLE
 
 
-def test_a_bad_request_answers_a_parsed_problem_naming_the_field(generated: Generated, client: Any) -> None:
+def test_a_bad_request_answers_a_parsed_problem_naming_the_field(generated: Any, client: Any) -> None:
     models = generated.models
 
     answer = generated.create_job.sync_detailed(client=client, body=_text_job(generated, "http://example.com/face.png"))
@@ -236,7 +229,7 @@ def test_a_bad_request_answers_a_parsed_problem_naming_the_field(generated: Gene
     assert (field.location, field.pointer) == (models.FieldProblemLocation.BODY, "#/image_url")
 
 
-def test_an_unknown_job_and_a_forged_cursor_answer_parsed_problems(generated: Generated, client: Any) -> None:
+def test_an_unknown_job_and_a_forged_cursor_answer_parsed_problems(generated: Any, client: Any) -> None:
     models = generated.models
 
     missing = generated.get_job.sync("01JNOSUCHJOB00000000000000", client=client)

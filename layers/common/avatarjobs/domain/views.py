@@ -22,11 +22,11 @@ from avatarjobs.domain.job import Job, JobError, JobOutput, JobStatus, Metadata,
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 Url = Annotated[str, WithJsonSchema({"type": "string", "format": "uri"})]
 # Answers show every field, null or not: in the document each one is required (nullable where it can be null).
-ANSWER = ConfigDict(json_schema_serialization_defaults_required=True)
+_ANSWER = ConfigDict(json_schema_serialization_defaults_required=True)
 
 
 class JobView(BaseModel):
-    model_config = ANSWER
+    model_config = _ANSWER
 
     job_id: str
     status: JobStatus
@@ -79,7 +79,7 @@ IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_8601_only)]
 
 
 class JobPage(BaseModel):
-    model_config = ANSWER
+    model_config = _ANSWER
 
     items: list[JobView]
     next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page.")
@@ -146,7 +146,7 @@ class CreateUploadsRequest(BaseModel):
 
 
 class UploadTarget(BaseModel):
-    model_config = ANSWER
+    model_config = _ANSWER
 
     name: str
     s3_uri: Url = Field(description="Use this as the media field's value in POST /jobs once uploaded.")
@@ -157,6 +157,6 @@ class UploadTarget(BaseModel):
 
 
 class UploadsView(BaseModel):
-    model_config = ANSWER
+    model_config = _ANSWER
 
     uploads: list[UploadTarget]

@@ -275,7 +275,8 @@ def problem_responses(*statuses: int) -> dict[int, OpenAPIResponse]:
         status: {"description": _PROBLEM_DESCRIPTIONS[status], "content": {PROBLEM_JSON: {"model": Problem}}}
         for status in sorted({*statuses, *GATEWAY_PROBLEMS})
     }
-    if HTTPStatus.SERVICE_UNAVAILABLE in responses:  # _unavailable's, the only 503 a route of the API answers
+    # _unavailable's: the only 503 of the jobs API (ProviderError's and SigningKeysUnavailable's are the webhooks').
+    if HTTPStatus.SERVICE_UNAVAILABLE in responses:
         responses[HTTPStatus.SERVICE_UNAVAILABLE]["headers"] = {"Retry-After": RETRY_AFTER}
     return responses
 
