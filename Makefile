@@ -9,6 +9,7 @@ PYTHON313 ?= $(shell for candidate in python3.13 "$$(PYENV_VERSION=3.13.0 pyenv 
 	done)
 VENV := .venv
 SAM_VENV := .venv-sam
+CODEGEN_VENV := .venv-codegen
 PY := $(VENV)/bin/python
 SAM_ENV := PATH="$(dir $(PYTHON313)):$$PATH" SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1}
 
@@ -32,6 +33,13 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 	$(SAM_VENV)/bin/pip install --quiet -r requirements-sam.txt
 	touch $@
 
+$(CODEGEN_VENV)/.installed: requirements-codegen.txt
+	@test -n "$(PYTHON313)" || { echo "Python 3.13 is required and was not found." >&2; exit 1; }
+	$(PYTHON313) -m venv $(CODEGEN_VENV)
+	$(CODEGEN_VENV)/bin/pip install --quiet --upgrade pip
+	$(CODEGEN_VENV)/bin/pip install --quiet -r requirements-codegen.txt
+	touch $@
+
 test: lint validate build unit e2e ## every check: ruff, mypy, sam validate --lint, cfn-lint, sam build, pytest unit and e2e
 
 lint: $(VENV)/.installed ## ruff and mypy
@@ -53,7 +61,7 @@ build: $(SAM_VENV)/.installed ## sam build (arm64 wheels from PyPI; no Docker, n
 unit: $(VENV)/.installed $(SAM_VENV)/.installed ## pytest tests/unit in 2 processes (test_iam.py runs .venv-sam's SAM translator)
 	$(PY) -m pytest -n 2 tests/unit
 
-e2e: $(VENV)/.installed ## pytest tests/e2e: the local stack (moto server, functions, emulators) over HTTP
+e2e: $(VENV)/.installed $(CODEGEN_VENV)/.installed ## pytest tests/e2e: the local stack over HTTP, and a client generated from docs/openapi.json
 	$(PY) -m pytest tests/e2e
 
 demo: $(VENV)/.installed ## the whole pipeline locally: two jobs end to end, MP4s into ./out/, notifications shown
@@ -69,4 +77,4 @@ openapi: $(VENV)/.installed ## regenerate docs/openapi.json from the API resolve
 	PYTHONPATH=layers/common:. $(PY) -m tests.openapi_document > docs/openapi.json
 
 clean: ## remove the virtual environments and build output
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CODEGEN_VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache

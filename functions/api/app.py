@@ -19,6 +19,7 @@ from avatarjobs.domain.views import CreateUploadsRequest, IsoDateTime, JobPage, 
 from avatarjobs.http.identity import caller
 from avatarjobs.http.json_body import read_json_body
 from avatarjobs.http.problems import problem_responses, refuse_oversized_body, register_problem_handlers
+from avatarjobs.http.response_headers import IDEMPOTENT_REPLAYED, LOCATION
 from avatarjobs.observability import logger, metrics, tracer
 
 app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=read_json_body)
@@ -32,7 +33,15 @@ def _json(status: HTTPStatus, body: Any, headers: dict[str, str] | None = None) 
 @app.post(
     "/jobs",
     summary="Order a video",
-    responses={202: {"description": "Accepted: follow Location"}, **problem_responses(400, 409, 413, 415, 422, 503)},
+    tags=["jobs"],
+    operation_id="createJob",
+    responses={
+        202: {
+            "description": "Accepted: follow Location",
+            "headers": {"Location": LOCATION, "Idempotent-Replayed": IDEMPOTENT_REPLAYED},
+        },
+        **problem_responses(400, 409, 413, 415, 422, 503),
+    },
 )
 def create_job(
     request: Annotated[JobRequest, Body()],
@@ -53,6 +62,8 @@ def create_job(
 @app.get(
     "/jobs/<job_id>",
     summary="A job's status, timeline and video URL",
+    tags=["jobs"],
+    operation_id="getJob",
     responses={200: {"description": "The job"}, **problem_responses(404, 422)},
 )
 def get_job(job_id: str) -> JobView:
@@ -62,6 +73,8 @@ def get_job(job_id: str) -> JobView:
 @app.get(
     "/jobs",
     summary="Your jobs, newest first",
+    tags=["jobs"],
+    operation_id="listJobs",
     responses={200: {"description": "A page of jobs"}, **problem_responses(400, 422)},
 )
 def list_jobs(
@@ -88,6 +101,8 @@ def list_jobs(
 @app.post(
     "/jobs/<job_id>/cancel",
     summary="Cancel a job",
+    tags=["jobs"],
+    operation_id="cancelJob",
     responses={
         200: {"description": "Canceled"},
         202: {"description": "Cancellation requested from the provider"},
@@ -103,6 +118,8 @@ def cancel_job(job_id: str) -> Response[JobView]:
 @app.post(
     "/uploads",
     summary="Presigned PUT URLs for your media",
+    tags=["uploads"],
+    operation_id="createUploads",
     responses={201: {"description": "Upload URLs"}, **problem_responses(400, 413, 415, 422)},
 )
 def create_uploads(request: Annotated[CreateUploadsRequest, Body()]) -> Response[UploadsView]:

@@ -21,7 +21,7 @@ from typer.testing import CliRunner, Result
 from avatarjobs.domain import views as api_views
 from avatarjobs.domain.job import JobError, JobOutput
 from avatarjobs.domain.requests import JobRequest
-from avatarjobs.http.problems import PROBLEM_JSON, FieldProblem, problem_body
+from avatarjobs.http.problems import PROBLEM_JSON, FieldProblem, ProblemCode, problem_body
 from avatarjobs_cli.main import app
 
 BASE_URL = "https://abc123.execute-api.eu-west-1.amazonaws.com/v1"
@@ -85,7 +85,7 @@ def job_json(status: str = "ACCEPTED", **fields: Any) -> dict[str, Any]:
     return api_views.JobView(**(defaults | fields)).model_dump(mode="json")
 
 
-def problem(status: int, detail: str, code: str, errors: list[dict[str, str]] | None = None) -> httpx.Response:
+def problem(status: int, detail: str, code: ProblemCode, errors: list[dict[str, str]] | None = None) -> httpx.Response:
     """An error answer, serialized by the API's own problem details code."""
     fields = [FieldProblem(**error) for error in errors] if errors else None
     body = problem_body(HTTPStatus(status), code, detail, fields)
@@ -263,7 +263,7 @@ def test_repeating_a_submit_with_its_key_sends_the_same_body_without_uploading_a
 
 def test_submit_then_wait_ends_with_the_jobs_exit_code(cli: Invoke, api: respx.MockRouter) -> None:
     api.post(f"{BASE_URL}/jobs").mock(return_value=accepted(job_json()))
-    failed = job_json("FAILED", error=JobError(code="provider_failed", message="fal refused the image"))
+    failed = job_json("FAILED", error=JobError(code="GENERATION_FAILED", message="fal refused the image"))
     api.get(f"{BASE_URL}/jobs/{JOB_ID}").mock(return_value=httpx.Response(200, json=failed))
 
     result = cli(
@@ -274,7 +274,7 @@ def test_submit_then_wait_ends_with_the_jobs_exit_code(cli: Invoke, api: respx.M
 
     assert result.exit_code == 2
     assert result.stdout == f"{JOB_ID}\n"
-    assert "provider_failed: fal refused the image" in result.stderr
+    assert "GENERATION_FAILED: fal refused the image" in result.stderr
 
 
 def test_a_missing_local_file_is_refused_before_anything_is_sent(cli: Invoke, api: respx.MockRouter) -> None:
@@ -388,7 +388,7 @@ def test_wait_follows_the_job_until_it_succeeds(cli: Invoke, api: respx.MockRout
 
 @pytest.mark.parametrize("status", ["FAILED", "CANCELED", "TIMED_OUT"])
 def test_wait_exits_2_when_the_job_ends_otherwise(cli: Invoke, api: respx.MockRouter, status: str) -> None:
-    error = JobError(code="provider_failed", message="no face found") if status == "FAILED" else None
+    error = JobError(code="GENERATION_FAILED", message="no face found") if status == "FAILED" else None
     api.get(f"{BASE_URL}/jobs/{JOB_ID}").mock(
         side_effect=[
             httpx.Response(200, json=job_json("RUNNING")),
@@ -401,7 +401,7 @@ def test_wait_exits_2_when_the_job_ends_otherwise(cli: Invoke, api: respx.MockRo
     assert result.exit_code == 2
     assert f"ended {status}" in result.stderr
     if error:
-        assert "provider_failed: no face found" in result.stderr
+        assert "GENERATION_FAILED: no face found" in result.stderr
 
 
 def test_wait_exits_3_when_its_timeout_passes_first(cli: Invoke, api: respx.MockRouter) -> None:

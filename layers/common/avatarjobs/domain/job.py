@@ -1,10 +1,11 @@
 """The job record: what the Jobs table keeps for one job, whatever its trigger."""
 
+import json
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 
 from avatarjobs.domain import limits
 
@@ -28,8 +29,52 @@ class JobStatus(StrEnum):
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.TIMED_OUT})
 
 
+# The values of the request models' `provider` and `model` (requests.py), named here for the job view without
+# importing the request models (the functions that take no requests never load them).
+type ProviderId = Literal["fal", "mirako"]
+type ModelId = Annotated[
+    Literal[
+        "fal-ai/ai-avatar", "fal-ai/ai-avatar/single-text", "fal-ai/ai-avatar/multi", "fal-ai/ai-avatar/multi-text",
+        "talking-avatar",
+    ],
+    # The names a generated client gives the values (openapi-python-client would make FAL_AIAI_AVATAR of the first).
+    Field(json_schema_extra={"x-enum-varnames": [
+        "FAL_AI_AVATAR", "FAL_AI_AVATAR_SINGLE_TEXT", "FAL_AI_AVATAR_MULTI", "FAL_AI_AVATAR_MULTI_TEXT",
+        "MIRAKO_TALKING_AVATAR",
+    ]}),
+]  # fmt: skip
+
+
+def _metadata_fits(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > limits.METADATA_MAX_BYTES:
+        raise ValueError(f"is {size} bytes as JSON; at most {limits.METADATA_MAX_BYTES} bytes are kept")
+    return value
+
+
+type Metadata = Annotated[
+    dict[str, JsonValue],
+    AfterValidator(_metadata_fits),
+    Field(description=f"Your own data, returned with the job and its events (at most {limits.METADATA_MAX_BYTES} "
+          "bytes as compact JSON)."),
+]  # fmt: skip
+
+
+# Why a job failed: the provider's failures (providers.ProviderErrorCode, the same values) and the pipeline's own.
+type JobErrorCode = Literal[
+    "PROVIDER_RATE_LIMITED", "PROVIDER_UNAVAILABLE", "PROVIDER_TIMEOUT", "PROVIDER_UNREACHABLE",
+    "PROVIDER_CONNECTION_LOST", "PROVIDER_AUTH_FAILED", "PROVIDER_INVALID_REQUEST", "GENERATION_FAILED",
+    "PROVIDER_BAD_RESPONSE", "PROVIDER_NOT_READY",
+    "ENQUEUE_FAILED", "INPUT_UNAVAILABLE", "DISPATCH_FAILED", "SUBMISSION_UNCONFIRMED", "CANCELED_BY_PROVIDER",
+    "DEADLINE_PASSED", "COPY_FAILED", "FINALIZE_FAILED",
+]  # fmt: skip
+
+
 class JobError(BaseModel):
-    code: str
+    # The job view shows every field (null or not): the document says each is always there.
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+    code: JobErrorCode
     message: str
     retryable: bool = False
     # The provider's own name for the failure (fal's error type or model error type, Mirako's status), if given.

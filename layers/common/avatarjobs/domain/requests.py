@@ -5,21 +5,23 @@ specs/mirako-openapi.yaml (image + audio, or text that Mirako's TTS turns into s
 Bounds come from `limits` only.
 """
 
-import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from avatarjobs.domain import limits
+from avatarjobs.domain.job import Metadata
 from avatarjobs.domain.media import AudioInput, ImageInput
 
-Voice = Literal[
+# `type` aliases: pydantic names each one's schema, so the document has one Voice (Resolution, ...) component that
+# every field refers to, rather than a copy per field that a generated client turns into a class per field.
+type Voice = Literal[
     "Aria", "Roger", "Sarah", "Laura", "Charlie", "George", "Callum", "River", "Liam", "Charlotte",
     "Alice", "Matilda", "Will", "Jessica", "Eric", "Chris", "Brian", "Daniel", "Lily", "Bill",
 ]  # fmt: skip
-Resolution = Literal["480p", "720p"]
-Acceleration = Literal["none", "regular", "high"]
+type Resolution = Annotated[Literal["480p", "720p"], Field(json_schema_extra={"x-enum-varnames": ["P480", "P720"]})]
+type Acceleration = Literal["none", "regular", "high"]
 
 _NOT_BLANK = r"\S"  # JSON Schema's pattern is a search: somewhere in it, a character that is not white space
 
@@ -38,21 +40,6 @@ Prompt = Annotated[
     str, _text(limits.PROMPT_MAX_CHARS, "The text prompt to guide generation."), AfterValidator(_not_blank)
 ]
 SpeechText = Annotated[str, _text(limits.SPEECH_TEXT_MAX_CHARS, "The words to speak."), AfterValidator(_not_blank)]
-
-
-def _metadata_fits(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
-    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
-    if size > limits.METADATA_MAX_BYTES:
-        raise ValueError(f"is {size} bytes as JSON; at most {limits.METADATA_MAX_BYTES} bytes are kept")
-    return value
-
-
-Metadata = Annotated[
-    dict[str, JsonValue],
-    AfterValidator(_metadata_fits),
-    Field(description=f"Your own data, returned with the job and its events (at most {limits.METADATA_MAX_BYTES} "
-          "bytes as compact JSON)."),
-]  # fmt: skip
 
 
 class _JobRequestBase(BaseModel):
@@ -184,7 +171,7 @@ JobRequestModel = (
     FalSingleAudioRequest | FalSingleTextRequest | FalMultiAudioRequest | FalMultiTextRequest
     | MirakoTalkingAvatarRequest
 )  # fmt: skip
-JobRequest = Annotated[JobRequestModel, Field(discriminator="model")]
+type JobRequest = Annotated[JobRequestModel, Field(discriminator="model")]
 
 MODEL_CLASSES: dict[str, type[_JobRequestBase]] = {
     model.model_fields["model"].annotation.__args__[0]: model for model in JobRequestModel.__args__

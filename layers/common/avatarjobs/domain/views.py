@@ -11,30 +11,39 @@ from pydantic import (
     Field,
     JsonValue,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
 
 from avatarjobs.domain import limits
-from avatarjobs.domain.job import Job, JobError, JobOutput, JobStatus
+from avatarjobs.domain.job import Job, JobError, JobOutput, JobStatus, Metadata, ModelId, ProviderId
+
+# Times stay the text the job record holds (job.isoformat: UTC, milliseconds, Z); the document says what it is.
+Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+Url = Annotated[str, WithJsonSchema({"type": "string", "format": "uri"})]
+# Answers show every field, null or not: in the document each one is required (nullable where it can be null).
+_ANSWER = ConfigDict(json_schema_serialization_defaults_required=True)
 
 
 class JobView(BaseModel):
+    model_config = _ANSWER
+
     job_id: str
     status: JobStatus
-    provider: str
-    model: str
+    provider: ProviderId
+    model: ModelId
     provider_request_id: str | None = Field(
         default=None,
         description="The provider's id of the job (fal's request_id, Mirako's task id); null until it is submitted.",
     )
-    created_at: str
-    updated_at: str
-    deadline_at: str
-    timeline: dict[str, str] = Field(description="When the job entered each status it has been in.")
-    metadata: dict[str, Any] | None = None
+    created_at: Timestamp
+    updated_at: Timestamp
+    deadline_at: Timestamp
+    timeline: dict[str, Timestamp] = Field(description="When the job entered each status it has been in.")
+    metadata: Metadata | None = None
     error: JobError | None = None
     output: JobOutput | None = None
-    video_url: str | None = Field(
+    video_url: Url | None = Field(
         default=None, description="A presigned download URL of the video, when the job SUCCEEDED (GET /jobs/{id})."
     )
 
@@ -70,6 +79,8 @@ IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_8601_only)]
 
 
 class JobPage(BaseModel):
+    model_config = _ANSWER
+
     items: list[JobView]
     next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page.")
 
@@ -135,13 +146,17 @@ class CreateUploadsRequest(BaseModel):
 
 
 class UploadTarget(BaseModel):
+    model_config = _ANSWER
+
     name: str
-    s3_uri: str = Field(description="Use this as the media field's value in POST /jobs once uploaded.")
+    s3_uri: Url = Field(description="Use this as the media field's value in POST /jobs once uploaded.")
     method: Literal["PUT"] = "PUT"
-    url: str
+    url: Url
     headers: dict[str, str] = Field(description="Headers the PUT must send exactly as given.")
-    expires_at: str
+    expires_at: Timestamp
 
 
 class UploadsView(BaseModel):
+    model_config = _ANSWER
+
     uploads: list[UploadTarget]

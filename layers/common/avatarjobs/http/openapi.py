@@ -1,13 +1,17 @@
 """The OpenAPI document of the jobs API, rendered from the resolver (docs/openapi.json is this, checked by a test)."""
 
+import json
+from typing import Any
+
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server, ServerVariable
 
 API_VERSION = "1.0.0"
+_COMPONENT = "#/components/schemas/"
 
 
 def render(app: APIGatewayRestResolver) -> str:
-    return app.get_openapi_json_schema(
+    document = app.get_openapi_schema(
         title="avatarjobs",
         version=API_VERSION,
         summary="Talking-avatar videos from a face image and text or speech",
@@ -21,8 +25,37 @@ def render(app: APIGatewayRestResolver) -> str:
                     "api_id": ServerVariable(default="api-id", description="The REST API's id (stack output)"),
                     "region": ServerVariable(default="us-east-1", description="The stack's AWS region"),
                 },
-            )
+            ),
+            Server(
+                url="http://127.0.0.1:{port}/v1",
+                description="The local stack (`make up` prints its URL)",
+                variables={"port": ServerVariable(default="3000", description="The port `make up` prints")},
+            ),
         ],
         security_schemes={"apiKey": APIKey(name="x-api-key", in_=APIKeyIn.header)},
         security=[{"apiKey": []}],
-    )
+    ).model_dump(mode="json", by_alias=True, exclude_none=True)
+    return json.dumps(_without_unused_schemas(document))
+
+
+def _without_unused_schemas(document: dict[str, Any]) -> dict[str, Any]:
+    """The document without the schemas nothing refers to: the resolver adds its validation-error models
+    (HTTPValidationError, ValidationError, ResponseValidationError) to every document, and our problem
+    handlers answer a Problem instead."""
+    schemas: dict[str, Any] = document["components"]["schemas"]
+    used: set[str] = set()
+    pending = [{key: value for key, value in document.items() if key != "components"}]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            reference = node.get("$ref")
+            if isinstance(reference, str) and reference.startswith(_COMPONENT):
+                name = reference.removeprefix(_COMPONENT)
+                if name not in used:
+                    used.add(name)
+                    pending.append(schemas[name])
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    document["components"]["schemas"] = {name: schema for name, schema in schemas.items() if name in used}
+    return document

@@ -4,7 +4,7 @@ import base64
 import binascii
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -15,6 +15,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.middleware_factory import lambda_handler_decorator
 from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import ErrorDetails
 
 from avatarjobs.domain import limits
@@ -29,25 +30,53 @@ from avatarjobs.domain.errors import (
     TransitionConflict,
 )
 from avatarjobs.domain.providers import InvalidWebhook, ProviderError, SigningKeysUnavailable, UnknownProvider
+from avatarjobs.http.response_headers import RETRY_AFTER
 from avatarjobs.observability import logger
 
 PROBLEM_JSON = "application/problem+json"
 
 
+# Every code a problem of ours has, then those of API Gateway's own answers (template.yaml's GatewayResponses).
+type ProblemCode = Literal[
+    "malformed_json", "validation_failed", "invalid_cursor", "job_not_found", "not_found", "idempotency_conflict",
+    "job_not_cancelable", "concurrent_update", "payload_too_large", "unsupported_media_type", "api_key_required",
+    "webhook_not_authentic", "service_unavailable", "internal_error",
+    "bad_request_body", "bad_request_parameters", "invalid_api_key", "missing_authentication_token", "access_denied",
+    "resource_not_found", "throttled", "quota_exceeded", "api_configuration_error", "integration_failure",
+    "integration_timeout",
+]  # fmt: skip
+
+
 class FieldProblem(BaseModel):
-    location: str = Field(description="body, query, path or header")
-    pointer: str | None = Field(default=None, description="JSON Pointer into the body (location body)")
-    name: str | None = Field(default=None, description="The parameter's name (location query, path or header)")
+    """One invalid field: a body field by its JSON Pointer, a parameter by its name."""
+
+    location: Literal["body", "query", "path", "header"]
+    # A None is left out of the answer (problem_body), never sent as null: SkipJsonSchema keeps null out of the
+    # document (here and in Problem.errors).
+    pointer: str | SkipJsonSchema[None] = Field(
+        default=None, description="JSON Pointer (RFC 6901) into the body, as a URI fragment: #/image_url (body only)"
+    )
+    name: str | SkipJsonSchema[None] = Field(
+        default=None, description="The parameter's name (query, path or header only)"
+    )
     detail: str
 
 
 class Problem(BaseModel):
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str
-    code: str = Field(description="A stable, machine-readable name of the problem")
-    errors: list[FieldProblem] | None = None
+    """RFC 9457 problem details; `code` names the problem, `errors` the invalid fields (validation_failed)."""
+
+    type: str = Field(
+        description="A URI reference of the problem type: about:blank, as the status says it all",
+        json_schema_extra={"format": "uri-reference"},
+    )
+    title: str = Field(description="The status's phrase")
+    status: int = Field(ge=400, le=599)
+    detail: str = Field(description="What went wrong, for a person")
+    code: ProblemCode = Field(description="A stable, machine-readable name of the problem")
+    errors: list[FieldProblem] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="The invalid fields, each by its pointer or its name (validation_failed, invalid_cursor)",
+    )
 
 
 class UnsupportedMediaType(Exception):
@@ -58,14 +87,14 @@ class MissingCaller(Exception):
     """The request carries no API key identity (API Gateway was configured without the key requirement)."""
 
 
-def problem_body(status: HTTPStatus, code: str, detail: str, errors: list[FieldProblem] | None = None) -> str:
-    problem = Problem(title=status.phrase, status=status, detail=detail, code=code, errors=errors)
+def problem_body(status: HTTPStatus, code: ProblemCode, detail: str, errors: list[FieldProblem] | None = None) -> str:
+    problem = Problem(type="about:blank", title=status.phrase, status=status, detail=detail, code=code, errors=errors)
     return problem.model_dump_json(exclude_none=True)
 
 
 def problem(
     status: HTTPStatus,
-    code: str,
+    code: ProblemCode,
     detail: str,
     errors: list[FieldProblem] | None = None,
     headers: dict[str, str] | None = None,
@@ -129,7 +158,7 @@ def _unexpected(_: Exception) -> Response[Any]:
 
 
 # Errors whose problem is their status, a code and their own message.
-_SIMPLE_PROBLEMS: dict[type[Exception], tuple[HTTPStatus, str, str | None]] = {
+_SIMPLE_PROBLEMS: dict[type[Exception], tuple[HTTPStatus, ProblemCode, str | None]] = {
     JobNotFound: (HTTPStatus.NOT_FOUND, "job_not_found", None),
     NotFoundError: (HTTPStatus.NOT_FOUND, "not_found", "no such resource"),
     IdempotencyConflict: (HTTPStatus.CONFLICT, "idempotency_conflict", None),
@@ -185,7 +214,7 @@ def _declared_media_type(event: dict[str, Any]) -> str | None:
     return None
 
 
-def _refusal(status: HTTPStatus, code: str, detail: str) -> dict[str, Any]:
+def _refusal(status: HTTPStatus, code: ProblemCode, detail: str) -> dict[str, Any]:
     return {
         "statusCode": status,
         "headers": {"Content-Type": PROBLEM_JSON},
@@ -242,10 +271,14 @@ GATEWAY_PROBLEMS = (403, 429)
 
 def problem_responses(*statuses: int) -> dict[int, OpenAPIResponse]:
     """OpenAPI entries for the problems a route can answer, and those API Gateway answers on every route."""
-    return {
+    responses: dict[int, OpenAPIResponse] = {
         status: {"description": _PROBLEM_DESCRIPTIONS[status], "content": {PROBLEM_JSON: {"model": Problem}}}
         for status in sorted({*statuses, *GATEWAY_PROBLEMS})
     }
+    # _unavailable's: the only 503 of the jobs API (ProviderError's and SigningKeysUnavailable's are the webhooks').
+    if HTTPStatus.SERVICE_UNAVAILABLE in responses:
+        responses[HTTPStatus.SERVICE_UNAVAILABLE]["headers"] = {"Retry-After": RETRY_AFTER}
+    return responses
 
 
 Handler = Callable[[dict[str, Any], Any], Any]
