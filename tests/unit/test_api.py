@@ -157,10 +157,10 @@ def test_the_document_says_what_the_mirako_and_multi_validators_refuse(call: Cal
     """Each rule across fields is in the request's schema too, so a request valid by the document is accepted."""
     components = json.loads(render(app))["components"]
 
-    def validator(name: str) -> jsonschema_rs.Draft202012Validator:  # schemathesis's own judge of "valid"
+    def schema_of(name: str) -> jsonschema_rs.Draft202012Validator:  # schemathesis's own judge of "valid"
         return jsonschema_rs.Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": components})
 
-    mirako, multi = validator("MirakoTalkingAvatarRequest"), validator("FalMultiAudioRequest")
+    mirako, multi = schema_of("MirakoTalkingAvatarRequest"), schema_of("FalMultiAudioRequest")
     text = {"audio_url": None, "text": "Hi", "voice_profile_id": "v"}
     for validator, body in [
         (mirako, job_body("talking-avatar")),
@@ -459,6 +459,8 @@ def raw_job_body(**raw_members: str) -> str:
         (raw_job_body(metadata='{"a": 1e400}'), "#/metadata/a", "beyond what a double holds"),
         (raw_job_body(metadata='{"a": 1000000000000000000000000000000}'), "#/metadata/a", "beyond +/-(2^53 - 1)"),
         (raw_job_body(metadata='{"n": [1, {"x~/y": 9007199254740992}]}'), "#/metadata/n/1/x~0~1y", "2^53"),
+        # a double this large is an integer too, as the document's bound on metadata numbers says (issue 13)
+        (raw_job_body(metadata='{"a": -1e20}'), "#/metadata/a", "beyond +/-(2^53 - 1)"),
         (raw_job_body(prompt='"A second prompt."'), "#/prompt", "appears more than once"),
     ],
 )

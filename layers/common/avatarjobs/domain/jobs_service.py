@@ -246,7 +246,8 @@ class JobsService:
         one else's job, and any well-formed id is a place in the order to continue from."""
         if cursor is not None and not is_job_id(cursor):
             raise InvalidCursor()
-        if filters and filters.created_from and filters.created_before and filters.created_before <= filters.created_from:
+        start, end = (filters.created_from, filters.created_before) if filters else (None, None)
+        if start and end and end <= start:
             # No job is created in an empty window: the answer is an empty page, as for a window in the future.
             return JobPage(items=[], next_cursor=None)
         jobs, last = self._jobs.list_for_owner(owner, status=status, limit=limit, after_job_id=cursor, filters=filters)
@@ -319,5 +320,3 @@ class JobsService:
 
 
 _CANCELING = frozenset({JobStatus.CANCELED, JobStatus.CANCEL_REQUESTED})
-
-

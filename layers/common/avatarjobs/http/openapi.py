@@ -1,13 +1,30 @@
 """The OpenAPI document of the jobs API, rendered from the resolver (docs/openapi.json is this, checked by a test)."""
 
+import json
+
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server, ServerVariable
 
+from avatarjobs.domain.strict_json import INTEGER_MAX
+
 API_VERSION = "1.0.0"
+
+# pydantic's JsonValue is any JSON ({}); request bodies are read as I-JSON (domain/strict_json.py), whose numbers
+# stay within +/-(2^53 - 1). Said here, in the component every metadata value refers to, so the document allows
+# exactly what the reader takes.
+_JSON_VALUE = {
+    "description": "Any JSON value; its numbers within +/-(2^53 - 1), the range JSON parsers agree on (I-JSON).",
+    "anyOf": [
+        {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/JsonValue"}},
+        {"type": "array", "items": {"$ref": "#/components/schemas/JsonValue"}},
+        {"type": "number", "minimum": -INTEGER_MAX, "maximum": INTEGER_MAX},
+        {"type": ["string", "boolean", "null"]},
+    ],
+}
 
 
 def render(app: APIGatewayRestResolver) -> str:
-    return app.get_openapi_json_schema(
+    rendered = app.get_openapi_json_schema(
         title="avatarjobs",
         version=API_VERSION,
         summary="Talking-avatar videos from a face image and text or speech",
@@ -26,3 +43,6 @@ def render(app: APIGatewayRestResolver) -> str:
         security_schemes={"apiKey": APIKey(name="x-api-key", in_=APIKeyIn.header)},
         security=[{"apiKey": []}],
     )
+    document = json.loads(rendered)
+    document["components"]["schemas"]["JsonValue"] = _JSON_VALUE
+    return json.dumps(document)
