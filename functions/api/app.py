@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from avatarjobs.call_deadline import api_calls_end_in_time
 from avatarjobs.composition import jobs_service
 from avatarjobs.domain import limits
+from avatarjobs.domain.ids import JOB_ID_PATTERN
 from avatarjobs.domain.job import JobStatus
 from avatarjobs.domain.ports import JobFilters
 from avatarjobs.domain.requests import JobRequest
@@ -39,6 +40,10 @@ def _json(status: HTTPStatus, body: Any, headers: dict[str, str] | None = None) 
         202: {
             "description": "Accepted: follow Location",
             "headers": {"Location": LOCATION, "Idempotent-Replayed": IDEMPOTENT_REPLAYED},
+            "links": {
+                "GetJob": {"operationId": "getJob", "parameters": {"job_id": "$response.body#/job_id"}},
+                "CancelJob": {"operationId": "cancelJob", "parameters": {"job_id": "$response.body#/job_id"}},
+            },
         },
         **problem_responses(400, 409, 413, 415, 422, 503),
     },
@@ -75,7 +80,13 @@ def get_job(job_id: str) -> JobView:
     summary="Your jobs, newest first",
     tags=["jobs"],
     operation_id="listJobs",
-    responses={200: {"description": "A page of jobs"}, **problem_responses(400, 422)},
+    responses={
+        200: {
+            "description": "A page of jobs",
+            "links": {"NextPage": {"operationId": "listJobs", "parameters": {"cursor": "$response.body#/next_cursor"}}},
+        },
+        **problem_responses(400, 422),
+    },
 )
 def list_jobs(
     *,
@@ -92,7 +103,7 @@ def list_jobs(
         IsoDateTime | None, Query(description="Only jobs created before this ISO 8601 date-time (with its offset)")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=limits.LIST_LIMIT_MAX)] = limits.LIST_LIMIT_DEFAULT,
-    cursor: Annotated[str | None, Query(max_length=64, description="next_cursor of the previous page")] = None,
+    cursor: Annotated[str | None, Query(pattern=JOB_ID_PATTERN, description="next_cursor of the previous page")] = None,
 ) -> JobPage:
     filters = JobFilters(model=model, created_from=created_after, created_before=created_before)
     return jobs_service().list_jobs(caller(app), status=status, limit=limit, cursor=cursor, filters=filters)
@@ -120,7 +131,19 @@ def cancel_job(job_id: str) -> Response[JobView]:
     summary="Presigned PUT URLs for your media",
     tags=["uploads"],
     operation_id="createUploads",
-    responses={201: {"description": "Upload URLs"}, **problem_responses(400, 413, 415, 422)},
+    responses={
+        201: {
+            "description": "Upload URLs",
+            "links": {
+                "JobFromUpload": {
+                    "operationId": "createJob",
+                    "description": "A job with the first file as its image, once that is uploaded (PUT to its url)",
+                    "requestBody": {"image_url": "$response.body#/uploads/0/s3_uri"},
+                }
+            },
+        },
+        **problem_responses(400, 413, 415, 422),
+    },
 )
 def create_uploads(request: Annotated[CreateUploadsRequest, Body()]) -> Response[UploadsView]:
     return _json(HTTPStatus.CREATED, jobs_service().create_uploads(caller(app), request))

@@ -342,7 +342,8 @@ def test_list_status_names_the_statuses_as_the_api_writes_them(cli: Invoke) -> N
     result = cli("list", "--status", "done")
 
     assert result.exit_code == 2
-    assert "SUCCEEDED" in result.stderr and "succeeded" not in result.stderr
+    assert "SUCCEEDED" in result.stderr
+    assert "succeeded" not in result.stderr
 
 
 def test_list_without_all_shows_one_page_and_how_to_get_the_next(cli: Invoke, api: respx.MockRouter) -> None:
@@ -486,7 +487,7 @@ def test_download_streams_the_video_and_checks_size_and_sha256(
     ids=["a folder that does not exist yet", "a file in folders that do not exist yet", "an existing folder"],
 )
 def test_download_makes_the_folders_it_is_told_of(
-    cli: Invoke, api: respx.MockRouter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output: str, written: str
+    cli: Invoke, api: respx.MockRouter, tmp_path: Path, *, monkeypatch: pytest.MonkeyPatch, output: str, written: str
 ) -> None:
     api.get(f"{BASE_URL}/jobs/{JOB_ID}").mock(return_value=httpx.Response(200, json=succeeded_with(VIDEO)))
     api.get(VIDEO_URL).mock(return_value=httpx.Response(200, content=VIDEO))

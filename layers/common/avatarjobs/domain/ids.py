@@ -7,7 +7,9 @@ import secrets
 
 from ulid import ULID
 
-_ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+# Crockford's base32 without I, L, O and U, as the ulid library writes it (upper case).
+JOB_ID_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{26}$"
+_ULID = re.compile(JOB_ID_PATTERN)
 
 
 def new_job_id() -> str:
@@ -15,7 +17,7 @@ def new_job_id() -> str:
 
 
 def is_job_id(value: str) -> bool:
-    return bool(_ULID.match(value))
+    return _ULID.fullmatch(value) is not None  # fullmatch: Python's $ also matches before a final newline
 
 
 def new_webhook_token() -> tuple[str, str]:

@@ -8,7 +8,7 @@ Bounds come from `limits` only.
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
 from avatarjobs.domain import limits
 from avatarjobs.domain.job import Metadata
@@ -42,17 +42,32 @@ Prompt = Annotated[
 SpeechText = Annotated[str, _text(limits.SPEECH_TEXT_MAX_CHARS, "The words to speak."), AfterValidator(_not_blank)]
 
 
+def _integral_number(value: Any) -> Any:
+    # JSON Schema's integer is any number without a fractional part (2020-12 core, section 4.2.2.1): 97.0 is 97, as
+    # the document (and every validator of it) says; strict mode would refuse it as a float.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+_WHOLE_NUMBER = BeforeValidator(_integral_number)
+# An integer field of a strict model: an int, or a float with nothing after the point; never a string or a boolean.
+Integer = Annotated[int, _WHOLE_NUMBER]
+# Bounds before the validator, so that pydantic applies them to the int (and the document says minimum and maximum).
+DeadlineSeconds = Annotated[int, Field(ge=limits.DEADLINE_SECONDS_MIN, le=limits.DEADLINE_SECONDS_MAX), _WHOLE_NUMBER]
+NumFrames = Annotated[int, Field(ge=limits.NUM_FRAMES_MIN, le=limits.NUM_FRAMES_MAX), _WHOLE_NUMBER]
+Seed = Annotated[int, Field(ge=limits.SEED_MIN, le=limits.SEED_MAX), _WHOLE_NUMBER]
+
+
 class _JobRequestBase(BaseModel):
     """Fields every job request has besides the model's own input."""
 
-    # strict: JSON's types as the document gives them ("97" is no integer, "yes" no boolean, 1.0 no integer)
+    # strict: JSON's types as the document gives them ("97" is no integer, "yes" no boolean; see Integer for 97.0)
     model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=False)
 
     metadata: Metadata | None = None
-    deadline_seconds: int | None = Field(
+    deadline_seconds: DeadlineSeconds | None = Field(
         default=None,
-        ge=limits.DEADLINE_SECONDS_MIN,
-        le=limits.DEADLINE_SECONDS_MAX,
         description=f"Give up (TIMED_OUT) when the job has not finished this many seconds after it was accepted. "
         f"Default {limits.DEADLINE_SECONDS_DEFAULT}.",
     )
@@ -65,14 +80,12 @@ class _JobRequestBase(BaseModel):
 
 class _FalRequestBase(_JobRequestBase):
     provider: Literal["fal"]
-    num_frames: int | None = Field(
+    num_frames: NumFrames | None = Field(
         default=None,
-        ge=limits.NUM_FRAMES_MIN,
-        le=limits.NUM_FRAMES_MAX,
         description="Frames to generate. Left out, fal applies its default. Over 81 costs 1.25x.",
     )
     resolution: Resolution | None = None
-    seed: int | None = Field(default=None, ge=limits.SEED_MIN, le=limits.SEED_MAX)
+    seed: Seed | None = None
     acceleration: Acceleration | None = None
 
 
@@ -97,6 +110,16 @@ class FalSingleTextRequest(_FalRequestBase):
 
 class FalMultiAudioRequest(_FalRequestBase):
     """fal-ai/ai-avatar/multi: two people in one image, each speaking their audio."""
+
+    # The rule of _second_audio_unless_only_the_first, in the document.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["second_audio_url"], "properties": {"second_audio_url": {"type": "string"}}},
+                {"required": ["use_only_first_audio"], "properties": {"use_only_first_audio": {"const": True}}},
+            ]
+        }
+    )
 
     model: Literal["fal-ai/ai-avatar/multi"]
     image_url: ImageInput
@@ -131,6 +154,26 @@ class FalMultiTextRequest(_FalRequestBase):
 
 class MirakoTalkingAvatarRequest(_JobRequestBase):
     """Mirako talking-avatar: a face speaking either the given audio, or text spoken by a Mirako voice profile."""
+
+    # The rules of the validators below, in the document: audio_url or text (with its voice), not both.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "required": ["audio_url"],
+                    "properties": {"audio_url": {"type": "string"}, "text": {"type": "null"}},
+                },
+                {
+                    "required": ["text", "voice_profile_id"],
+                    "properties": {
+                        "text": {"type": "string"},
+                        "voice_profile_id": {"type": "string"},
+                        "audio_url": {"type": "null"},
+                    },
+                },
+            ]
+        }
+    )
 
     provider: Literal["mirako"]
     model: Literal["talking-avatar"]

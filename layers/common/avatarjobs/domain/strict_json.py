@@ -37,6 +37,9 @@ def _number(text: str) -> float | _Refusal:
     value = float(text)
     if math.isinf(value):
         return _Refusal(f"the number {_short(text)} is beyond what a double holds (about 1.8e308)")
+    if abs(value) > INTEGER_MAX:
+        # Every double this large is an integer (JSON Schema's too): 1e20 is refused as 100000000000000000000 is.
+        return _Refusal(f"the number {_short(text)} is beyond +/-(2^53 - 1), the range JSON parsers agree on")
     return value
 
 

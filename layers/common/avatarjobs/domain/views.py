@@ -16,7 +16,10 @@ from pydantic import (
 )
 
 from avatarjobs.domain import limits
+from avatarjobs.domain.ids import JOB_ID_PATTERN
 from avatarjobs.domain.job import Job, JobError, JobOutput, JobStatus, Metadata, ModelId, ProviderId
+from avatarjobs.domain.media import CONTENT_TYPES
+from avatarjobs.domain.requests import Integer
 
 # Times stay the text the job record holds (job.isoformat: UTC, milliseconds, Z); the document says what it is.
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
@@ -82,7 +85,10 @@ class JobPage(BaseModel):
     model_config = _ANSWER
 
     items: list[JobView]
-    next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null on the last page.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page.",
+        json_schema_extra={"pattern": JOB_ID_PATTERN},
+    )
 
 
 _SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -90,7 +96,22 @@ _UPLOAD_CONTENT_TYPES = sorted(limits.IMAGE_CONTENT_TYPES | limits.AUDIO_CONTENT
 
 
 class UploadFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)  # `"size": true` is no size
+    # strict: `"size": true` is no size. The anyOf is _within_kind_limit in the document: each kind its maximum.
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "properties": {
+                        "content_type": {"enum": list[JsonValue](sorted(content_types))},
+                        "size": {"maximum": limits.UPLOAD_MAX_BYTES[kind]},
+                    }
+                }
+                for kind, content_types in CONTENT_TYPES.items()
+            ]
+        },
+    )
 
     # The pattern is in the document; the validator says it in words.
     name: Annotated[
@@ -102,7 +123,7 @@ class UploadFile(BaseModel):
         ),
     ]
     content_type: str = Field(json_schema_extra={"enum": list[JsonValue](_UPLOAD_CONTENT_TYPES)})
-    size: int = Field(
+    size: Integer = Field(
         gt=0,
         le=max(limits.UPLOAD_MAX_BYTES.values()),
         description="Exact size in bytes; the upload must send this Content-Length. "
@@ -113,7 +134,7 @@ class UploadFile(BaseModel):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, name: str) -> str:
-        if not _SAFE_FILENAME.match(name):
+        if not _SAFE_FILENAME.fullmatch(name):  # fullmatch: Python's $ also matches before a final newline
             raise ValueError("may hold only letters, digits, '.', '_' and '-', and must start with a letter or digit")
         return name
 

@@ -6,8 +6,23 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server, ServerVariable
 
+from avatarjobs.domain.strict_json import INTEGER_MAX
+
 API_VERSION = "1.0.0"
 _COMPONENT = "#/components/schemas/"
+
+# pydantic's JsonValue is any JSON ({}); request bodies are read as I-JSON (domain/strict_json.py), whose numbers
+# stay within +/-(2^53 - 1). Said here, in the component every metadata value refers to, so the document allows
+# exactly what the reader takes.
+_JSON_VALUE = {
+    "description": "Any JSON value; its numbers within +/-(2^53 - 1), the range JSON parsers agree on (I-JSON).",
+    "anyOf": [
+        {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/JsonValue"}},
+        {"type": "array", "items": {"$ref": "#/components/schemas/JsonValue"}},
+        {"type": "number", "minimum": -INTEGER_MAX, "maximum": INTEGER_MAX},
+        {"type": ["string", "boolean", "null"]},
+    ],
+}
 
 
 def render(app: APIGatewayRestResolver) -> str:
@@ -35,6 +50,7 @@ def render(app: APIGatewayRestResolver) -> str:
         security_schemes={"apiKey": APIKey(name="x-api-key", in_=APIKeyIn.header)},
         security=[{"apiKey": []}],
     ).model_dump(mode="json", by_alias=True, exclude_none=True)
+    document["components"]["schemas"]["JsonValue"] = _JSON_VALUE
     return json.dumps(_without_unused_schemas(document))
 
 
