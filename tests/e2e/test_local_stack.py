@@ -94,7 +94,8 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> None:
     assert response.headers["content-type"] == PROBLEM_JSON
     problem = response.json()
     assert (problem["status"], problem["code"]) == (status, code)
-    assert problem["title"] and problem["detail"]
+    assert problem["title"]
+    assert problem["detail"]
 
 
 def cors_headers(response: httpx.Response) -> dict[str, str]:
