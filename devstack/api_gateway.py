@@ -1,7 +1,8 @@
 """A loopback REST API Gateway for the template's API: requests become Lambda proxy events, answers HTTP responses.
 
 The routes are the `Api` events of the template's functions on one AWS::Serverless::Api (`JobsApi`), with its
-stage as the first path segment and its `Auth.ApiKeyRequired` as each route's default. The gateway's own
+stage as the first path segment and its `Auth.ApiKeyRequired` as each route's default; an explicit method of a
+resource before its ANY, a literal segment before a parameter, as API Gateway picks them. The gateway's own
 errors (unknown route, missing or wrong API key, body too large, a function that failed) are rendered from the
 API's `GatewayResponses`, as API Gateway renders them, so clients see the same problem+json as deployed.
 
@@ -225,8 +226,11 @@ class ApiGateway:
         return self._responses.answer("REQUEST_TOO_LARGE", "Request Too Long")
 
     def _route(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        # A REST API routes /jobs/ as /jobs (the event keeps the path as sent): Powertools' REST resolver was made to
+        # ignore the slash for that reason (aws-powertools/powertools-lambda-python#1552).
+        resource_path = path[:-1] if len(path) > 1 and path.endswith("/") else path
         for route in self._routes:
-            found = route.pattern.fullmatch(path)
+            found = route.pattern.fullmatch(resource_path)
             if found and route.method in (method, "ANY"):
                 return route, {name: unquote(value) for name, value in found.groupdict().items()}
         return None
@@ -320,9 +324,7 @@ class ApiGateway:
                 address = urlsplit(self.path)
                 stage_prefix = f"/{gateway.stage}"
                 if address.path != stage_prefix and not address.path.startswith(stage_prefix + "/"):
-                    self._send(
-                        gateway._responses.answer("MISSING_AUTHENTICATION_TOKEN", "Missing Authentication Token")
-                    )
+                    self._send(gateway.missing_route())
                     return
                 try:
                     body = self._read_body()
@@ -374,12 +376,13 @@ class ApiGateway:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client stopped waiting (its timeout); the invocation happened all the same
 
-            # http.server calls do_<METHOD>; every method goes through the routes (unknown ones get the 403).
+            # http.server calls do_<METHOD>; every method goes through the routes (MISSING_AUTHENTICATION_TOKEN for
+            # one no route has).
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve  # noqa: N815
 
             def __getattr__(self, name: str) -> Any:
                 # Any other method (TRACE, QUERY, ...) too, where http.server would answer 501: API Gateway
-                # answers a method the API does not have with its 403, as it does an unknown path.
+                # answers a method the API does not have as it does an unknown path (MISSING_AUTHENTICATION_TOKEN).
                 if name.startswith("do_"):
                     return self._serve
                 raise AttributeError(name)

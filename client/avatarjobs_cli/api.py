@@ -23,10 +23,8 @@ from avatarjobs_cli.settings import API_KEY_ENV, BASE_URL_ENV, STACK_NOT_RUNNING
 USER_AGENT = f"avatarjobs-cli/{__version__}"
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
-_KEY_HINT = (
-    f"Check the API key (--api-key or {API_KEY_ENV}) and that the base URL ends with the stage, e.g. /v1 "
-    "(API Gateway answers 403 to unknown paths too)."
-)
+# A URL without the stage (/v1) is API Gateway's 404 not_found, whose detail says so; a 403 is the key.
+_KEY_HINT = f"Check the API key (--api-key or {API_KEY_ENV})."
 _HINTS = {
     401: _KEY_HINT,
     403: _KEY_HINT,

@@ -1,6 +1,6 @@
 """Reads template.yaml as CloudFormation would: its YAML with the short forms of intrinsics, its language extensions
-(Fn::ForEach) expanded, and what its Refs, GetAtts and Subs resolve to once provisioned (Stack), with the functions'
-settings as SAM gives them (Globals, then their own).
+(Fn::ForEach) expanded, and what its Refs, GetAtts, Subs and Fn::Ifs (its Conditions) resolve to once provisioned
+(Stack), with the functions' settings as SAM gives them (Globals, then their own).
 """
 
 import copy
@@ -17,6 +17,8 @@ TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "template.yaml"
 REGION = "us-east-1"
 FUNCTION_TYPE = "AWS::Serverless::Function"
 ACCOUNT_ID = "123456789012"  # moto's default account
+# What `Ref: AWS::NoValue` resolves to: the map entry or list item it is the value of is left out.
+_NO_VALUE = object()
 
 
 class _CloudFormationLoader(yaml.SafeLoader):
@@ -196,32 +198,63 @@ class Stack:
     def resolve(self, value: Any) -> Any:
         """Evaluates the intrinsic functions of a template value against this stack."""
         if isinstance(value, list):
-            return [self.resolve(item) for item in value]
+            return [item for item in (self.resolve(item) for item in value) if item is not _NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) != 1:
-            return {key: self.resolve(item) for key, item in value.items()}
+            resolved = {key: self.resolve(item) for key, item in value.items()}
+            return {key: item for key, item in resolved.items() if item is not _NO_VALUE}
         ((name, argument),) = value.items()
         intrinsics: dict[str, Callable[[Any], Any]] = {
             "Ref": self._ref,
             "Fn::GetAtt": lambda argument: self.attributes[(argument[0], argument[1])],
             "Fn::Sub": self._sub,
             "Fn::Join": self._join,
+            "Fn::Split": lambda argument: str(self.resolve(argument[1])).split(str(argument[0])),
             "Fn::FindInMap": self._find_in_map,
+            "Fn::If": self._if,
         }
         intrinsic = intrinsics.get(name)
-        return intrinsic(argument) if intrinsic else {name: self.resolve(argument)}
+        if intrinsic:
+            return intrinsic(argument)
+        resolved = self.resolve(argument)
+        return {} if resolved is _NO_VALUE else {name: resolved}
+
+    def condition(self, name: str) -> bool:
+        """Whether the template's condition holds for this stack's parameters."""
+        return self._holds(self.template["Conditions"][name])
+
+    def _holds(self, expression: Any) -> bool:
+        ((function, argument),) = expression.items()
+        if function in ("Condition", "Fn::Condition"):  # the long form, and the loader's reading of !Condition
+            return self.condition(argument)
+        if function == "Fn::Equals":
+            left, right = (str(self.resolve(item)) for item in argument)
+            return left == right
+        if function == "Fn::Not":
+            return not self._holds(argument[0])
+        if function == "Fn::And":
+            return all(self._holds(item) for item in argument)
+        if function == "Fn::Or":
+            return any(self._holds(item) for item in argument)
+        raise ValueError(f"{function} is not a condition function")
+
+    def _if(self, argument: list[Any]) -> Any:
+        name, when_true, when_false = argument
+        return self.resolve(when_true if self.condition(name) else when_false)
 
     def _join(self, argument: list[Any]) -> str:
         separator, items = argument
-        return str(separator).join(str(self.resolve(item)) for item in items)
+        return str(separator).join(str(item) for item in self.resolve(items))
 
     def _find_in_map(self, argument: list[Any]) -> Any:
         mapping, top, second = (str(self.resolve(item)) for item in argument)
         table = {str(key): value for key, value in self.template["Mappings"][mapping].items()}
         return table[top][second]
 
-    def _ref(self, logical_id: str) -> str:
+    def _ref(self, logical_id: str) -> Any:
+        if logical_id == "AWS::NoValue":
+            return _NO_VALUE
         pseudo = {
             "AWS::Region": REGION,
             "AWS::AccountId": ACCOUNT_ID,
@@ -251,7 +284,7 @@ class Stack:
             if "." in name:
                 logical_id, attribute = name.split(".", 1)
                 return self.attributes[(logical_id, attribute)]
-            return self._ref(name)
+            return str(self._ref(name))
 
         return re.sub(r"\$\{([^}!]+)\}", replace, text)
 

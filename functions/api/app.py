@@ -3,7 +3,7 @@
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -17,13 +17,15 @@ from avatarjobs.domain.job import JobStatus
 from avatarjobs.domain.ports import JobFilters
 from avatarjobs.domain.requests import JobRequest
 from avatarjobs.domain.views import CreateUploadsRequest, IsoDateTime, JobPage, JobView, UploadsView
+from avatarjobs.http.cors import cross_origin
 from avatarjobs.http.identity import caller
 from avatarjobs.http.json_body import read_json_body
 from avatarjobs.http.problems import problem_responses, refuse_oversized_body, register_problem_handlers
+from avatarjobs.http.resources import ResourceResolver
 from avatarjobs.http.response_headers import IDEMPOTENT_REPLAYED, LOCATION
 from avatarjobs.observability import logger, metrics, tracer
 
-app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=read_json_body)
+app = ResourceResolver(enable_validation=True, json_body_deserializer=read_json_body)
 register_problem_handlers(app)
 
 
@@ -149,6 +151,7 @@ def create_uploads(request: Annotated[CreateUploadsRequest, Body()]) -> Response
     return _json(HTTPStatus.CREATED, jobs_service().create_uploads(caller(app), request))
 
 
+@cross_origin  # outermost: the refusals of oversized and non-JSON bodies are answers a page must read too
 @refuse_oversized_body
 @api_calls_end_in_time
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 SCHEDULE_SECONDS = 2.0
+# The one origin whose pages may call the module's stack (CorsAllowedOrigins): gateway responses name it too.
+BROWSER_ORIGIN = "https://app.example.com"
 # "[busy:N]" in a prompt: the fake answers 429 with Retry-After N (the dispatcher backs off N seconds).
 _BUSY = re.compile(r"\[busy:(\d+)\]")
 
@@ -101,7 +103,10 @@ def fake_fal() -> Iterator[FakeFal]:
 @pytest.fixture(scope="module")
 def local(fake_fal: FakeFal, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     log_dir = tmp_path_factory.mktemp("devstack-logs")
-    with LocalStack(fal_base_url=fake_fal.url, schedule_seconds=SCHEDULE_SECONDS, log_dir=log_dir) as stack:
+    parameters = {"CorsAllowedOrigins": BROWSER_ORIGIN}
+    with LocalStack(
+        fal_base_url=fake_fal.url, schedule_seconds=SCHEDULE_SECONDS, log_dir=log_dir, parameters=parameters
+    ) as stack:
         yield stack
 
 

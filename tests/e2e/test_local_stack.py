@@ -30,7 +30,7 @@ from devstack.lambda_worker import FunctionError
 from devstack.moto_server import local_session
 from devstack.processes import REPO_ROOT
 from devstack.stack import LocalStack
-from tests.e2e.conftest import FakeFal, Moto, moto_clients
+from tests.e2e.conftest import BROWSER_ORIGIN, FakeFal, Moto, moto_clients
 from tests.support.polling import eventually
 
 if TYPE_CHECKING:
@@ -89,15 +89,90 @@ def test_a_request_without_the_api_key_gets_api_gateways_403_problem(local: Loca
         }
 
 
-def test_an_unknown_route_is_a_missing_authentication_token(local: LocalStack, api: httpx.Client) -> None:
-    stage_root = local.api_url.rsplit("/", 1)[0]
-    for url in (f"{local.api_url}/nothing-here", f"{local.api_url}/jobs/x/y/z", f"{stage_root}/jobs"):
-        response = api.get(url)
+def assert_problem(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON
+    problem = response.json()
+    assert (problem["status"], problem["code"]) == (status, code)
+    assert problem["title"]
+    assert problem["detail"]
 
-        assert response.status_code == 403
-        assert response.headers["content-type"] == PROBLEM_JSON
-        assert response.json()["detail"] == "Missing Authentication Token"
-    assert api.delete("/jobs").status_code == 403  # a known path, a method it does not have
+
+def cors_headers(response: httpx.Response) -> dict[str, str]:
+    return {name: value for name, value in response.headers.items() if name.startswith("access-control-")}
+
+
+def test_an_unknown_route_is_a_404_problem_even_with_a_valid_key(local: LocalStack, api: httpx.Client) -> None:
+    stage_root = local.api_url.rsplit("/", 1)[0]
+    for url in ("/nope", "/jobs/", "/jobs/x/y/z", "/webhooks/fal/x", f"{stage_root}/jobs"):
+        assert_problem(api.get(url), 404, "not_found")
+
+
+def test_a_method_a_resource_does_not_take_is_a_405_problem_with_allow(api: httpx.Client) -> None:
+    for method, path, allow in [
+        ("DELETE", "/jobs/01HZZZZZZZZZZZZZZZZZZZZZZZ", "GET, OPTIONS"),
+        ("DELETE", "/jobs", "GET, OPTIONS, POST"),
+        ("GET", "/jobs/01HZZZZZZZZZZZZZZZZZZZZZZZ/cancel", "OPTIONS, POST"),
+        ("PUT", "/uploads", "OPTIONS, POST"),
+    ]:
+        response = api.request(method, path)
+
+        assert_problem(response, 405, "method_not_allowed")
+        assert response.headers["allow"] == allow
+
+
+def test_a_preflight_from_the_allowed_origin_needs_no_key_and_is_allowed_what_the_api_reads(
+    local: LocalStack,
+) -> None:
+    preflight = {
+        "Origin": BROWSER_ORIGIN,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type, idempotency-key, prefer, x-api-key",
+    }
+    response = httpx.options(f"{local.api_url}/jobs", headers=preflight)
+
+    assert response.status_code == 204
+    assert response.headers["access-control-allow-origin"] == BROWSER_ORIGIN
+    assert response.headers["access-control-allow-methods"] == "GET, OPTIONS, POST"
+    allowed = {name.strip().lower() for name in response.headers["access-control-allow-headers"].split(",")}
+    assert allowed >= {"content-type", "idempotency-key", "prefer", "x-api-key"}
+    assert int(response.headers["access-control-max-age"]) > 0
+    assert response.headers["vary"] == "Origin"
+
+
+def test_a_preflight_from_another_origin_gets_no_cors_headers(local: LocalStack) -> None:
+    preflight = {"Origin": "https://elsewhere.example", "Access-Control-Request-Method": "POST"}
+    response = httpx.options(f"{local.api_url}/jobs/01HZZZZZZZZZZZZZZZZZZZZZZZ", headers=preflight)
+
+    assert response.status_code == 204
+    assert response.headers["allow"] == "GET, OPTIONS"
+    assert cors_headers(response) == {}
+
+
+def test_the_functions_answers_name_the_allowed_origin_to_it_and_carry_no_cors_to_another(
+    local: LocalStack, api: httpx.Client
+) -> None:
+    for method, path, status in [("GET", "/jobs", 200), ("DELETE", "/jobs", 405), ("GET", "/jobs/", 404)]:
+        allowed = api.request(method, path, headers={"Origin": BROWSER_ORIGIN})
+        other = api.request(method, path, headers={"Origin": "https://elsewhere.example"})
+
+        assert allowed.status_code == other.status_code == status
+        assert allowed.headers["access-control-allow-origin"] == BROWSER_ORIGIN
+        assert "Location" in allowed.headers["access-control-expose-headers"]
+        assert allowed.headers["vary"] == other.headers["vary"] == "Origin"
+        assert cors_headers(other) == {}
+
+
+def test_api_gateways_own_answers_name_the_one_allowed_origin_whoever_asks(local: LocalStack) -> None:
+    # Gateway responses have static headers: the other origin is told which one may read it, so its browser refuses.
+    for origin in (BROWSER_ORIGIN, "https://elsewhere.example"):
+        unknown_route = httpx.get(f"{local.api_url}/nope", headers={"Origin": origin, "x-api-key": local.api_key})
+        without_key = httpx.get(f"{local.api_url}/jobs", headers={"Origin": origin})
+
+        for response, status in ((unknown_route, 404), (without_key, 403)):
+            assert response.status_code == status
+            assert cors_headers(response) == {"access-control-allow-origin": BROWSER_ORIGIN}
+            assert response.headers["vary"] == "Origin"
 
 
 def test_a_body_over_10_mb_is_refused_with_413(api: httpx.Client) -> None:

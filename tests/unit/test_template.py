@@ -32,11 +32,17 @@ def test_the_dispatch_queue_redrives_to_its_dead_letter_queue() -> None:
     assert 3 <= policy["maxReceiveCount"] <= 5
 
 
+def _api_function_routes() -> dict[tuple[str, str], dict[str, Any]]:
+    events = RESOURCES["ApiFunction"]["Properties"]["Events"].values()
+    return {
+        (event["Properties"]["Path"], event["Properties"]["Method"].upper()): event["Properties"] for event in events
+    }
+
+
 def test_every_api_route_requires_an_api_key() -> None:
     api_auth = RESOURCES["JobsApi"]["Properties"]["Auth"]
     assert api_auth["ApiKeyRequired"] is True
-    events = RESOURCES["ApiFunction"]["Properties"]["Events"]
-    routes = {(event["Properties"]["Path"], event["Properties"]["Method"].upper()) for event in events.values()}
+    routes = {route for route in _api_function_routes() if route[1] not in ("ANY", "OPTIONS")}
     assert routes == {
         ("/jobs", "POST"),
         ("/jobs", "GET"),
@@ -44,9 +50,60 @@ def test_every_api_route_requires_an_api_key() -> None:
         ("/jobs/{job_id}/cancel", "POST"),
         ("/uploads", "POST"),
     }
-    for event in events.values():
-        assert event["Properties"]["RestApiId"] == {"Ref": "JobsApi"}
-        assert event["Properties"].get("Auth", {}).get("ApiKeyRequired", True) is True
+    for (_, method), properties in _api_function_routes().items():
+        assert properties["RestApiId"] == {"Ref": "JobsApi"}
+        assert properties.get("Auth", {}).get("ApiKeyRequired", True) is (method != "OPTIONS")
+
+
+def test_every_resource_of_the_api_function_takes_every_method_and_a_preflight_without_a_key() -> None:
+    routes = _api_function_routes()
+    resources = {path for path, _ in routes} | {"/models", "/voices"}
+    for resource in resources:
+        assert (resource, "ANY") in routes, resource  # the function answers 405 with Allow
+        assert routes[(resource, "OPTIONS")]["Auth"] == {"ApiKeyRequired": False}, resource
+
+
+def _gateway_response_headers(cors_allowed_origins: str) -> dict[str, dict[str, str]]:
+    stack = Stack(TEMPLATE, parameters={"CorsAllowedOrigins": cors_allowed_origins})
+    responses = stack.resolve(RESOURCES["JobsApi"]["Properties"]["GatewayResponses"])
+    return {kind: response["ResponseParameters"]["Headers"] for kind, response in responses.items()}
+
+
+def test_an_unknown_route_is_api_gateways_404_problem() -> None:
+    unknown_route = RESOURCES["JobsApi"]["Properties"]["GatewayResponses"]["MISSING_AUTHENTICATION_TOKEN"]
+    assert unknown_route["StatusCode"] == "404"
+    for template in unknown_route["ResponseTemplates"].values():
+        problem = json.loads(template)
+        assert (problem["status"], problem["code"], problem["title"]) == (404, "not_found", "Not Found")
+        assert problem["detail"]
+
+
+def test_cors_is_off_unless_origins_are_given_and_the_api_function_reads_them() -> None:
+    parameter = TEMPLATE["Parameters"]["CorsAllowedOrigins"]
+    assert parameter["Default"] == ""
+    environment = RESOURCES["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert environment["CORS_ALLOWED_ORIGINS"] == {"Ref": "CorsAllowedOrigins"}
+    for origins in ("", "https://app.example.com", "https://a.example.com,http://localhost:5173"):
+        assert re.fullmatch(parameter["AllowedPattern"], origins)
+    for origins in ("*", "app.example.com", "https://app.example.com/", "https://a.example.com, https://b.example"):
+        assert not re.fullmatch(parameter["AllowedPattern"], origins)
+
+
+@pytest.mark.parametrize(
+    ("origins", "allowed_origin"),
+    [
+        ("", None),
+        ("https://app.example.com", "'https://app.example.com'"),
+        ("https://a.example,https://b.example", None),
+    ],
+)
+def test_gateway_responses_name_the_allowed_origin_only_when_there_is_exactly_one(
+    origins: str, allowed_origin: str | None
+) -> None:
+    for kind, headers in _gateway_response_headers(origins).items():
+        assert headers["Content-Type"] == "'application/problem+json'", kind
+        assert headers.get("Access-Control-Allow-Origin") == allowed_origin, kind
+        assert headers.get("Vary") == ("'Origin'" if allowed_origin else None), kind
 
 
 def test_the_jobs_table_has_the_indexes_the_repository_queries() -> None:

@@ -45,6 +45,13 @@ def _host_list(name: str, default: str) -> tuple[str, ...]:
     return tuple(host.strip().lower() for host in (os.environ.get(name) or default).split(",") if host.strip())
 
 
+def cors_allowed_origins() -> frozenset[str]:
+    """The origins whose web pages may call the API (CorsAllowedOrigins); none: no CORS at all."""
+    return frozenset(
+        origin.strip() for origin in os.environ.get("CORS_ALLOWED_ORIGINS", "").split(",") if origin.strip()
+    )
+
+
 def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes"}
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from devstack.cloudformation import expand_language_extensions, load_template
+from devstack.cloudformation import Stack, expand_language_extensions, load_template
 from tests.support.sam_template import SamEnvironmentMissing, expanded
 
 
@@ -91,3 +91,38 @@ def test_what_the_template_writes_once_is_a_copy_of_its_own_in_every_place() -> 
         dispatch["Environment"]["Variables"]["FAL_QUEUE_BASE_URL"]
         is not (finalize["Environment"]["Variables"]["FAL_QUEUE_BASE_URL"])
     )
+
+
+_CONDITIONAL_TEMPLATE: dict[str, Any] = {
+    "Parameters": {"Names": {"Type": "String", "Default": ""}},
+    "Conditions": {
+        "HasNames": {"Fn::Not": [{"Fn::Equals": [{"Ref": "Names"}, ""]}]},
+        "HasOneName": {
+            "Fn::And": [
+                {"Condition": "HasNames"},
+                {"Fn::Equals": [{"Fn::Join": ["", {"Fn::Split": [",", {"Ref": "Names"}]}]}, {"Ref": "Names"}]},
+            ]
+        },
+    },
+}
+_CONDITIONAL_VALUE = {
+    "Always": "x",
+    "Name": {"Fn::If": ["HasOneName", {"Fn::Sub": "'${Names}'"}, {"Ref": "AWS::NoValue"}]},
+    "List": ["a", {"Fn::If": ["HasNames", "b", {"Ref": "AWS::NoValue"}]}],
+    "Only": {"Nested": {"Fn::If": ["HasNames", "n", {"Ref": "AWS::NoValue"}]}},
+}
+
+
+@pytest.mark.parametrize(
+    ("names", "resolved"),
+    [
+        ("", {"Always": "x", "List": ["a"], "Only": {}}),
+        ("one", {"Always": "x", "Name": "'one'", "List": ["a", "b"], "Only": {"Nested": "n"}}),
+        ("one,two", {"Always": "x", "List": ["a", "b"], "Only": {"Nested": "n"}}),
+    ],
+)
+def test_fn_if_follows_the_templates_conditions_and_no_value_leaves_the_entry_out(
+    names: str, resolved: dict[str, Any]
+) -> None:
+    stack = Stack(_CONDITIONAL_TEMPLATE, parameters={"Names": names})
+    assert stack.resolve(_CONDITIONAL_VALUE) == resolved

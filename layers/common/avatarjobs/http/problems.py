@@ -40,8 +40,9 @@ PROBLEM_JSON = "application/problem+json"
 type ProblemCode = Literal[
     "malformed_json", "validation_failed", "invalid_cursor", "job_not_found", "not_found", "idempotency_conflict",
     "job_not_cancelable", "concurrent_update", "payload_too_large", "unsupported_media_type", "api_key_required",
-    "webhook_not_authentic", "service_unavailable", "internal_error",
-    "bad_request_body", "bad_request_parameters", "invalid_api_key", "missing_authentication_token", "access_denied",
+    "webhook_not_authentic", "service_unavailable", "internal_error", "method_not_allowed",
+    # API Gateway's own answers (template.yaml's GatewayResponses)
+    "bad_request_body", "bad_request_parameters", "invalid_api_key", "access_denied",
     "resource_not_found", "throttled", "quota_exceeded", "api_configuration_error", "integration_failure",
     "integration_timeout",
 ]  # fmt: skip
