@@ -43,6 +43,8 @@ def test_every_api_route_requires_an_api_key() -> None:
         ("/jobs/{job_id}", "GET"),
         ("/jobs/{job_id}/cancel", "POST"),
         ("/uploads", "POST"),
+        ("/models", "GET"),
+        ("/voices", "GET"),
     }
     for event in events.values():
         assert event["Properties"]["RestApiId"] == {"Ref": "JobsApi"}
