@@ -17,7 +17,19 @@ import httpx
 from avatarjobs_cli import __version__
 from avatarjobs_cli.errors import ApiProblem, ApiUnreachable, FieldProblem, UnexpectedResponse
 from avatarjobs_cli.retries import RetryPolicy
-from avatarjobs_cli.schemas import JobPage, JobView, UploadFile, UploadTarget, job_page, job_view, upload_targets
+from avatarjobs_cli.schemas import (
+    JobPage,
+    JobView,
+    ModelView,
+    UploadFile,
+    UploadTarget,
+    VoiceList,
+    job_page,
+    job_view,
+    model_list,
+    upload_targets,
+    voice_list,
+)
 from avatarjobs_cli.settings import API_KEY_ENV, BASE_URL_ENV, STACK_NOT_RUNNING_HINT, Connection, is_loopback
 
 USER_AGENT = f"avatarjobs-cli/{__version__}"
@@ -98,6 +110,13 @@ class ApiClient:
         # idempotent), so a repeat after a lost answer cannot turn a cancel that worked into a 409.
         response = self._send("POST", f"/jobs/{_segment(job_id)}/cancel", idempotent=True)
         return job_view(self._json(response, "POST /jobs/{job_id}/cancel"))
+
+    def list_models(self) -> list[ModelView]:
+        return model_list(self._json(self._send("GET", "/models", idempotent=True), "GET /models"))
+
+    def list_voices(self, provider: str) -> VoiceList:
+        response = self._send("GET", "/voices", idempotent=True, params={"provider": provider})
+        return voice_list(self._json(response, "GET /voices"))
 
     # -- the plumbing ---------------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from avatarjobs_cli.errors import CliError
-from avatarjobs_cli.schemas import TERMINAL_STATUSES, JobStatus, JobView
+from avatarjobs_cli.schemas import TERMINAL_STATUSES, JobStatus, JobView, ModelView, VoiceList
 
 STATUS_STYLES: dict[str, str] = {
     JobStatus.ACCEPTED: "cyan",
@@ -125,6 +125,28 @@ def jobs_table(jobs: Iterable[JobView]) -> Table:
             Text(job["model"]),
             Text(created.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if created else job["created_at"]),
         )
+    return table
+
+
+def models_table(models: Iterable[ModelView]) -> Table:
+    table = Table("model", "provider", "fields ('?': optional)", "billed per", header_style="bold", box=box.SIMPLE)
+    table.columns[0].no_wrap = True
+    for model in models:
+        fields = ", ".join(f"{field['name']}{'' if field['required'] else '?'}" for field in model["fields"])
+        billing = model.get("billing")
+        unit = (billing["unit"] or "not documented") if billing else ""
+        table.add_row(Text(model["id"]), Text(model["provider"]), Text(fields), Text(unit))
+    return table
+
+
+def voices_table(listing: VoiceList) -> Table:
+    table = Table("voice", "name", "languages", "kind", "status", header_style="bold", box=box.SIMPLE)
+    table.columns[0].no_wrap = True
+    for voice in listing["voices"]:
+        kind = "premade" if voice.get("premade", True) else "custom"
+        languages = ", ".join(voice.get("languages") or [])
+        table.add_row(*(Text(value) for value in (voice["id"], voice.get("name") or "", languages, kind,
+                                                   voice.get("status") or "")))  # fmt: skip
     return table
 
 

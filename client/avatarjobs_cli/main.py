@@ -22,14 +22,17 @@ from rich.text import Text
 
 from avatarjobs_cli import __version__
 from avatarjobs_cli.api import ApiClient
+from avatarjobs_cli.catalog import check_request, find_model
 from avatarjobs_cli.display import (
     TransferProgress,
     duration,
     error_text,
     job_details,
     jobs_table,
+    models_table,
     status_line,
     status_text,
+    voices_table,
 )
 from avatarjobs_cli.errors import ApiProblem, ApiUnreachable, CliError, UnexpectedResponse
 from avatarjobs_cli.fields import parse_assignments
@@ -112,8 +115,10 @@ def main(
 @app.command()
 def submit(
     *,
-    provider: Annotated[str, typer.Option(help="fal or mirako.")],
-    model: Annotated[str, typer.Option(help="e.g. fal-ai/ai-avatar/multi-text, or talking-avatar for mirako.")],
+    provider: Annotated[str, typer.Option(help="fal or mirako (`avatarjobs models` lists them).")],
+    model: Annotated[
+        str, typer.Option(help="e.g. fal-ai/ai-avatar/multi-text, or talking-avatar for mirako (`avatarjobs models`).")
+    ],
     image: Annotated[
         str | None, typer.Option(help="The face (image_url): a local file, uploaded, or an https:// URL.")
     ] = None,
@@ -147,7 +152,8 @@ def submit(
     base_url: BaseUrl = None,
     api_key: ApiKey = None,
 ) -> None:
-    """Order a video. Local files for media fields are uploaded first; prints the job id."""
+    """Order a video. The fields are checked against GET /models, then local files for media fields are uploaded;
+    prints the job id."""
     with reported_errors():
         connection = resolve_connection(base_url, api_key)
         fields = parse_assignments(field or [], "--field")
@@ -162,10 +168,12 @@ def submit(
             metadata=own_metadata,
             deadline_seconds=deadline_seconds,
         )
-        key = idempotency_key or str(uuid.uuid4())
-        # Shown before anything is sent: repeating the command with it after any failure cannot order twice.
-        stderr.print(Text(f"Idempotency-Key: {key}"))
         with ApiClient(connection) as api, TransferClient() as transfers:
+            # Before any upload: a typo in a name or a value must not cost the upload of every file again.
+            check_request(find_model(api.list_models(), provider, model), request)
+            key = idempotency_key or str(uuid.uuid4())
+            # Shown before the job is ordered: repeating the command with it after any failure cannot order twice.
+            stderr.print(Text(f"Idempotency-Key: {key}"))
             with TransferProgress(stderr) as progress:
 
                 def start_upload(item: LocalMedia) -> Progress:
@@ -312,6 +320,34 @@ def download(
             transfers.download(url, destination, size=video["size"], sha256=video["sha256"], on_progress=on_progress)
     stderr.print(Text(f"Saved {destination} ({decimal(video['size'])}, size and SHA-256 verified)."))
     typer.echo(str(destination))
+
+
+@app.command()
+def models(*, json_output: AsJson = False, base_url: BaseUrl = None, api_key: ApiKey = None) -> None:
+    """The models submit takes, with their fields ('?': optional) and what their provider bills per."""
+    with reported_errors(), ApiClient(resolve_connection(base_url, api_key)) as api:
+        listed = api.list_models()
+    if json_output:
+        _print_json({"models": listed})
+    else:
+        stdout.print(models_table(listed))
+
+
+@app.command()
+def voices(
+    *,
+    provider: Annotated[str, typer.Option(help="fal (its fixed voice names) or mirako (its voice profiles).")] = "fal",
+    json_output: AsJson = False,
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """The voices of a provider: what fal's voice fields or Mirako's voice_profile_id take."""
+    with reported_errors(), ApiClient(resolve_connection(base_url, api_key)) as api:
+        listing = api.list_voices(provider)
+    if json_output:
+        _print_json(listing)
+    else:
+        stdout.print(voices_table(listing))
 
 
 # -- helpers ------------------------------------------------------------------------------------------------

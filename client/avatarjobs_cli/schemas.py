@@ -77,6 +77,74 @@ class UploadTarget(TypedDict):
     expires_at: str
 
 
+class FieldView(TypedDict):
+    """A field of a model (GET /models): its JSON type, bounds, default and whether it must be given."""
+
+    name: str
+    required: bool
+    type: str | None
+    enum: NotRequired[list[Any] | None]
+    default: NotRequired[Any]
+    description: NotRequired[str | None]
+    minimum: NotRequired[float | None]
+    maximum: NotRequired[float | None]
+    min_length: NotRequired[int | None]
+    max_length: NotRequired[int | None]
+
+
+class BillingBasis(TypedDict):
+    unit: str | None
+    notes: str
+    multipliers: list[dict[str, Any]]
+    sources: list[str]
+
+
+class ModelView(TypedDict):
+    id: str
+    provider: str
+    description: str
+    fields: list[FieldView]
+    voices: list[str]
+    billing: NotRequired[BillingBasis]
+
+
+class VoiceView(TypedDict):
+    id: str
+    name: NotRequired[str | None]
+    languages: NotRequired[list[str]]
+    premade: NotRequired[bool]
+    status: NotRequired[str | None]
+
+
+class VoiceList(TypedDict):
+    provider: str
+    voices: list[VoiceView]
+
+
+def model_list(value: object) -> list[ModelView]:
+    models = _object_with(value, {"models"}, "models answer")["models"]
+    if not isinstance(models, list):
+        raise UnexpectedResponse("the models answer has no list of models")
+    checked = [cast("ModelView", _object_with(item, ModelView.__required_keys__, "model")) for item in models]
+    for model in checked:
+        if not isinstance(model["fields"], list):
+            raise UnexpectedResponse(f"the model {model['id']} has no list of fields")
+        for field in model["fields"]:
+            _object_with(field, FieldView.__required_keys__, f"field of {model['id']}")
+    return checked
+
+
+def voice_list(value: object) -> VoiceList:
+    listing = _object_with(value, VoiceList.__required_keys__, "voices answer")
+    voices = listing["voices"]
+    if not isinstance(voices, list):
+        raise UnexpectedResponse("the voices answer has no list of voices")
+    return {
+        "provider": listing["provider"],
+        "voices": [cast("VoiceView", _object_with(voice, VoiceView.__required_keys__, "voice")) for voice in voices],
+    }
+
+
 def job_view(value: object, what: str = "job") -> JobView:
     job = _object_with(value, JobView.__required_keys__, what)
     output = job.get("output")

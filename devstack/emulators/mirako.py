@@ -4,6 +4,8 @@
   `webhook` {url, auth_token}; the spec forbids other fields. -> `{"data":{"task_id","status":"IN_QUEUE"}}`.
 - `GET /v1/video/async_generate_talking_avatar/{task_id}/status` -> `{"data":{"task_id","status",...}}`.
 - `POST /v1/speech/tts` {text, voice_profile_id, return_type} -> `{"data":{"id","b64_audio_str",...}}` (espeak-ng).
+- `GET /v1/voice/premade_profiles` and `GET /v1/voice/profiles` (Bearer key) -> `{"data": [PresignedVoiceProfile]}`;
+  `data` is "nullable": the account's custom (cloned) profiles are none here, answered as null.
 - Errors: application/problem+json (ErrorModel: title, status, detail, errors[{location, message}]).
 - The callback: POST to the webhook url with `Authorization: Bearer <auth_token>` and a body shaped like the spec's
   GenerateTalkingAvatarWebhookRequestBody. Mirako has no cancel operation.
@@ -29,6 +31,29 @@ from devstack.emulators.settings import EmulatorSettings
 
 GENERATE_PATH = "/v1/video/async_generate_talking_avatar"
 TTS_PATH = "/v1/speech/tts"
+PREMADE_VOICES_PATH = "/v1/voice/premade_profiles"
+CUSTOM_VOICES_PATH = "/v1/voice/profiles"
+# PresignedVoiceProfile entries, shaped as the spec's example (its TTS here speaks any id: media.espeak_voice).
+PREMADE_VOICE_PROFILES: tuple[dict[str, Any], ...] = (
+    {
+        "id": "a1b2c3d4-e5f6-7890-1234-567890abcdef",
+        "name": "Mira Korner",
+        "description": "A friendly and professional voice for customer support.",
+        "languages": ["en", "yue"],
+        "is_premade": True,
+        "status": "READY",
+        "created_at": "2023-10-01T12:00:00Z",
+    },
+    {
+        "id": "b2c3d4e5-f6a7-8901-2345-67890abcdef1",
+        "name": "Leo Calm",
+        "description": "A calm, low narrator voice.",
+        "languages": ["en"],
+        "is_premade": True,
+        "status": "READY",
+        "created_at": "2023-10-01T12:00:00Z",
+    },
+)
 PROBLEM = "application/problem+json"
 VALIDATION_STATUS = 400  # a huma-style server may answer 422 for schema errors: the adapter treats both alike
 TEXT_MAX_CHARS = 10_000  # TTSApiRequestBody.text maxLength
@@ -118,6 +143,8 @@ class MirakoEmulator(Emulator):
             return self._status(task_id) if request.method == "GET" else self._not_allowed()
         if request.path == TTS_PATH:
             return self._speech(request) if request.method == "POST" else self._not_allowed()
+        if request.path in (PREMADE_VOICES_PATH, CUSTOM_VOICES_PATH):
+            return self._voice_profiles(request.path) if request.method == "GET" else self._not_allowed()
         return problem(404, "Not Found", f"no route for {request.method} {request.path}")
 
     @staticmethod
@@ -279,6 +306,15 @@ class MirakoEmulator(Emulator):
     @staticmethod
     def _webhook_headers(run: MirakoRun) -> dict[str, str]:
         return {"Authorization": f"Bearer {run.auth_token}"} if run.auth_token else {}
+
+    # -- voice profiles -----------------------------------------------------------------------------------------
+
+    def _voice_profiles(self, path: str) -> Response:
+        if self.settings.take("server_error_voice_listings"):
+            response = problem(503, "Service Unavailable", "the service is busy, please retry")
+            return self.reject(response, path=path, fault="server_error")
+        profiles = [dict(profile) for profile in PREMADE_VOICE_PROFILES] if path == PREMADE_VOICES_PATH else None
+        return json_response(200, {"data": profiles})
 
     # -- speech -------------------------------------------------------------------------------------------------
 

@@ -64,6 +64,7 @@ class EmulatorSettings:
 
     # Mirako: the callback body's `id`: "task_id" (the task's), "request_id" (a fresh id) or "absent"
     callback_id: str = "task_id"
+    server_error_voice_listings: int = 0  # Mirako: the next N voice profile listings answer 503
     speech_format: str = "wav"  # Mirako: b64_audio_str as a WAV file, or "pcm" (raw s16le mono 16 kHz)
     result_content_type: str = "video/mp4"  # Mirako: the Content-Type the result video is served with
 
@@ -83,6 +84,7 @@ _COUNTERS = frozenset(
         "submit_answer_drops",
         "submit_gateway_errors",
         "app_error_runs",
+        "server_error_voice_listings",
     }
 )
 FRACTIONS = frozenset(

@@ -10,8 +10,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from avatarjobs.call_deadline import api_calls_end_in_time
-from avatarjobs.composition import jobs_service
+from avatarjobs.composition import discovery, jobs_service
 from avatarjobs.domain import limits
+from avatarjobs.domain.discovery import ModelList, VoiceList, VoiceProvider
 from avatarjobs.domain.ids import JOB_ID_PATTERN
 from avatarjobs.domain.job import JobStatus
 from avatarjobs.domain.ports import JobFilters
@@ -149,6 +150,28 @@ def cancel_job(job_id: str) -> Response[JobView]:
 )
 def create_uploads(request: Annotated[CreateUploadsRequest, Body()]) -> Response[UploadsView]:
     return _json(HTTPStatus.CREATED, jobs_service().create_uploads(caller(app), request))
+
+
+@app.get(
+    "/models",
+    summary="The models: their fields with types, bounds and defaults, their voices, and how each is billed",
+    tags=["discovery"],
+    operation_id="listModels",
+    responses={200: {"description": "Every model POST /jobs takes"}},
+)
+def list_models() -> ModelList:
+    return discovery().models()
+
+
+@app.get(
+    "/voices",
+    summary="The voices of a provider: fal's fixed names, or Mirako's voice profiles (voice_profile_id)",
+    tags=["discovery"],
+    operation_id="listVoices",
+    responses={200: {"description": "The provider's voices"}, **problem_responses(422, 503)},
+)
+def list_voices(provider: Annotated[VoiceProvider, Query(description="fal or mirako")]) -> VoiceList:
+    return discovery().voices(provider)
 
 
 @cross_origin  # outermost: the refusals of oversized and non-JSON bodies are answers a page must read too

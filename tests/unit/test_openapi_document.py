@@ -28,6 +28,8 @@ def test_the_document_describes_every_route_and_the_api_key() -> None:
         ("/jobs/{job_id}", "get"),
         ("/jobs/{job_id}/cancel", "post"),
         ("/uploads", "post"),
+        ("/models", "get"),
+        ("/voices", "get"),
     }
     assert spec["components"]["securitySchemes"]["apiKey"] == {"type": "apiKey", "name": "x-api-key", "in": "header"}
     create = spec["paths"]["/jobs"]["post"]

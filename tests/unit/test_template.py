@@ -49,6 +49,8 @@ def test_every_api_route_requires_an_api_key() -> None:
         ("/jobs/{job_id}", "GET"),
         ("/jobs/{job_id}/cancel", "POST"),
         ("/uploads", "POST"),
+        ("/models", "GET"),
+        ("/voices", "GET"),
     }
     for (_, method), properties in _api_function_routes().items():
         assert properties["RestApiId"] == {"Ref": "JobsApi"}

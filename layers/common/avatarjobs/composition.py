@@ -18,12 +18,13 @@ if TYPE_CHECKING:
     from avatarjobs.adapters.job_queues import SqsRedelivery
     from avatarjobs.adapters.media_store import S3MediaStore
     from avatarjobs.domain.dead_letters import DeadLetters
+    from avatarjobs.domain.discovery import Discovery
     from avatarjobs.domain.dispatch_service import Dispatcher
     from avatarjobs.domain.finalize_service import Finalizer
     from avatarjobs.domain.intake import Intake
     from avatarjobs.domain.job_events import JobNotifier
     from avatarjobs.domain.jobs_service import JobsService
-    from avatarjobs.domain.ports import JobQueue, JobsRepository, Provider
+    from avatarjobs.domain.ports import JobQueue, JobsRepository, Provider, VoiceProfileSource
     from avatarjobs.domain.provider_outcomes import ProviderOutcomes
     from avatarjobs.domain.reconcile_service import Reconciler
     from avatarjobs.domain.video_copy import VideoCopier
@@ -81,6 +82,14 @@ def jobs_service() -> JobsService:
         media=_media_store(),
         providers=provider,
     )
+
+
+@once_per_process
+def discovery() -> Discovery:
+    from avatarjobs.domain.discovery import Discovery
+
+    # Mirako's plugin, with the key the dispatcher reads (MIRAKO_API_KEY, else MIRAKO_KEY_SECRET_ARN's secret).
+    return Discovery(mirako=lambda: cast("VoiceProfileSource", provider("mirako")))
 
 
 def provider(name: str) -> Provider:

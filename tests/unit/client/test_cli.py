@@ -19,10 +19,12 @@ from pydantic import TypeAdapter
 from typer.testing import CliRunner, Result
 
 from avatarjobs.domain import views as api_views
+from avatarjobs.domain.discovery import FAL_VOICES, VoiceList, VoiceView, model_catalog
 from avatarjobs.domain.job import JobError, JobOutput
 from avatarjobs.domain.requests import JobRequest
 from avatarjobs.http.problems import PROBLEM_JSON, FieldProblem, ProblemCode, problem_body
 from avatarjobs_cli.main import app
+from avatarjobs_cli.retries import RetryPolicy
 
 BASE_URL = "https://abc123.execute-api.eu-west-1.amazonaws.com/v1"
 LOCAL_URL = "http://127.0.0.1:8321/v1"
@@ -44,7 +46,14 @@ Invoke = Callable[..., Result]
 def api() -> Iterator[respx.MockRouter]:
     # assert_all_mocked: a request the test did not expect fails instead of going out.
     with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
+        # What submit checks its fields against, as the API's own catalog answers it.
+        router.get(f"{BASE_URL}/models", name="models").respond(200, json=model_catalog().model_dump(mode="json"))
         yield router
+
+
+def sent(api: respx.MockRouter) -> list[str]:
+    """What the CLI sent besides reading GET /models."""
+    return [f"{call.request.method} {call.request.url.path}" for call in api.calls if call.request.method != "GET"]
 
 
 @pytest.fixture
@@ -278,11 +287,128 @@ def test_submit_then_wait_ends_with_the_jobs_exit_code(cli: Invoke, api: respx.M
 
 
 def test_a_missing_local_file_is_refused_before_anything_is_sent(cli: Invoke, api: respx.MockRouter) -> None:
-    result = cli("submit", "--provider", "fal", "--model", MULTI_TEXT, "--image", "nowhere/face.png")
+    result = cli(
+        "submit", "--provider", "fal", "--model", MULTI_TEXT, "--image", "nowhere/face.png",
+        "-f", "first_text_input=Hi", "-f", "second_text_input=Hello", "-f", "prompt=Two people",
+    )  # fmt: skip
 
     assert result.exit_code == 1
     assert "image_url: no such file nowhere/face.png" in result.stderr
-    assert not api.calls
+    assert sent(api) == []
+
+
+def test_submit_with_an_unknown_provider_lists_the_valid_ones_before_any_upload(
+    cli: Invoke, api: respx.MockRouter, face: Path
+) -> None:
+    result = cli("submit", "--provider", "faal", "--model", MULTI_TEXT, "--image", str(face))
+
+    assert result.exit_code == 1
+    assert "--provider 'faal' is not one the API has: fal, mirako." in result.stderr
+    assert sent(api) == []
+
+
+def test_submit_with_another_providers_model_lists_this_providers_and_names_the_right_one(
+    cli: Invoke, api: respx.MockRouter, face: Path
+) -> None:
+    result = cli("submit", "--provider", "fal", "--model", "talking-avatar", "--image", str(face))
+
+    assert result.exit_code == 1
+    assert "--model 'talking-avatar' is not a model of fal: fal-ai/ai-avatar, fal-ai/ai-avatar/single-text" in (
+        result.stderr
+    )
+    assert "talking-avatar is a model of mirako: --provider mirako." in result.stderr
+    assert sent(api) == []
+
+
+def test_submit_names_every_unknown_missing_or_misspelt_field_before_any_upload(
+    cli: Invoke, api: respx.MockRouter, face: Path
+) -> None:
+    result = cli(
+        "submit", "--provider", "fal", "--model", "fal-ai/ai-avatar/single-text", "--image", str(face),
+        "-f", "text_input=Hello", "-f", "voice=Nobody", "-f", "colour=red",
+    )  # fmt: skip
+
+    assert result.exit_code == 1
+    assert "fal-ai/ai-avatar/single-text would refuse this request (nothing was uploaded or ordered):" in result.stderr
+    assert "voice: 'Nobody' is not one of: Aria, Roger, Sarah" in result.stderr
+    assert "colour: fal-ai/ai-avatar/single-text has no such field" in result.stderr
+    assert "prompt: is required" in result.stderr
+    assert "image_url" not in result.stderr.split("fields ('?': optional)")[0]  # given, as a local file
+    assert sent(api) == []
+
+
+def test_submit_says_how_to_give_a_number_that_came_as_text(cli: Invoke, api: respx.MockRouter) -> None:
+    result = cli(
+        "submit", "--provider", "fal", "--model", MULTI_TEXT, "--image", "https://example.com/face.png",
+        "-f", "first_text_input=Hi", "-f", "second_text_input=Hello", "-f", "prompt=Two", "-f", "num_frames=97",
+    )  # fmt: skip
+
+    assert result.exit_code == 1
+    assert "num_frames: takes a JSON integer, not str '97' (give it as --field num_frames:=<JSON>)" in result.stderr
+    assert sent(api) == []
+
+
+# -- models and voices ----------------------------------------------------------------------------------------
+
+
+def test_models_shows_each_model_with_its_fields_and_what_it_is_billed_per(cli: Invoke, api: respx.MockRouter) -> None:
+    result = cli("models")
+
+    assert result.exit_code == 0, result.output
+    for model in model_catalog().models:
+        assert model.id in result.stdout
+    assert "voice1?" in result.stdout
+    assert "second of generated video" in result.stdout
+    assert "not documented" in result.stdout  # Mirako's unit
+
+
+def test_models_json_prints_the_apis_answer(cli: Invoke, api: respx.MockRouter) -> None:
+    result = cli("models", "--json")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == model_catalog().model_dump(mode="json")
+
+
+def test_voices_lists_fals_names_unless_asked_for_mirakos_profiles(cli: Invoke, api: respx.MockRouter) -> None:
+    fal = VoiceList(provider="fal", voices=[VoiceView(id=name, name=name, languages=[], premade=True)
+                                            for name in FAL_VOICES])  # fmt: skip
+    mirako = VoiceList(
+        provider="mirako",
+        voices=[
+            VoiceView(id="a1b2-premade", name="Mira Korner", languages=["en", "yue"], premade=True, status="READY"),
+            VoiceView(id="c3d4-cloned", name="Our voice", languages=[], premade=False, status="READY"),
+        ],
+    )
+    route = api.get(f"{BASE_URL}/voices").mock(
+        side_effect=lambda request: httpx.Response(
+            200, json=(mirako if request.url.params["provider"] == "mirako" else fal).model_dump(mode="json")
+        )
+    )
+
+    default = cli("voices")
+    asked = cli("voices", "--provider", "mirako")
+
+    assert (default.exit_code, asked.exit_code) == (0, 0), default.output + asked.output
+    assert [call.request.url.params["provider"] for call in route.calls] == ["fal", "mirako"]
+    assert "Aria" in default.stdout
+    assert "Bill" in default.stdout
+    assert "a1b2-premade" in asked.stdout
+    assert "en, yue" in asked.stdout
+    assert "custom" in asked.stdout
+
+
+def test_voices_when_mirako_cannot_be_reached_shows_the_apis_problem(cli: Invoke, api: respx.MockRouter) -> None:
+    detail = "Mirako's voice profiles could not be read now (PROVIDER_UNREACHABLE)"
+    unavailable = problem(503, detail, "service_unavailable")
+    unavailable.headers["Retry-After"] = "0"
+    route = api.get(f"{BASE_URL}/voices").mock(return_value=unavailable)
+
+    result = cli("voices", "--provider", "mirako")
+
+    assert result.exit_code == 1
+    assert route.call_count == RetryPolicy().max_attempts  # a read: asked again, as its Retry-After says
+    assert "GET /voices failed with 503" in result.stderr
+    assert detail in result.stderr
 
 
 # -- status, list, cancel -------------------------------------------------------------------------------------
@@ -546,19 +672,20 @@ def test_download_refuses_a_job_that_has_not_succeeded(cli: Invoke, api: respx.M
 def test_a_422_problem_names_each_field(cli: Invoke, api: respx.MockRouter) -> None:
     errors = [
         {"location": "body", "pointer": "#/num_frames", "detail": "Input should be less than or equal to 129"},
-        {"location": "body", "pointer": "#/second_text_input", "detail": "Field required"},
+        {"location": "body", "pointer": "#/second_text_input", "detail": "must not be blank"},
     ]
     api.post(f"{BASE_URL}/jobs").mock(return_value=problem(422, "2 fields are invalid", "validation_failed", errors))
 
     result = cli(
         "submit", "--provider", "fal", "--model", MULTI_TEXT, "--image", "https://example.com/face.png",
-        "--field", "first_text_input=Hi", "--field", "prompt=Two", "--field", "num_frames:=200",
+        "--field", "first_text_input=Hi", "--field", "second_text_input= ", "--field", "prompt=Two",
+        "--field", "num_frames:=200",
     )  # fmt: skip
 
     assert result.exit_code == 1
     assert "POST /jobs failed with 422 Unprocessable Content: 2 fields are invalid (validation_failed)" in result.stderr
     assert "#/num_frames: Input should be less than or equal to 129" in result.stderr
-    assert "#/second_text_input: Field required" in result.stderr
+    assert "#/second_text_input: must not be blank" in result.stderr
     assert result.stdout == ""
 
 

@@ -570,6 +570,47 @@ def test_mirako_text_to_speech(mirako_emulator: MirakoEmulator, http: httpx.Clie
     assert {error["location"] for error in refused.json()["errors"]} == {"body.text", "body.return_type"}
 
 
+# PresignedVoiceProfile's properties (specs/mirako-openapi.yaml; additionalProperties: false, only `id` required).
+VOICE_PROFILE_PROPERTIES = {"created_at", "description", "id", "is_premade", "languages", "name", "sample_clip",
+                            "status", "user_id"}  # fmt: skip
+
+
+def test_mirako_lists_premade_and_custom_voice_profiles_as_its_spec_shapes_them(
+    mirako_emulator: MirakoEmulator, http: httpx.Client
+) -> None:
+    headers = {"Authorization": f"Bearer {MIRAKO_KEY}"}
+    premade = http.get(f"{mirako_emulator.base_url}/v1/voice/premade_profiles", headers=headers)
+    assert premade.status_code == 200
+    assert set(premade.json()) == {"data"}
+    profiles = premade.json()["data"]
+    assert profiles
+    for profile in profiles:
+        assert isinstance(profile["id"], str)
+        assert set(profile) <= VOICE_PROFILE_PROPERTIES
+        assert profile["is_premade"] is True
+    custom = http.get(f"{mirako_emulator.base_url}/v1/voice/profiles", headers=headers)
+    assert (custom.status_code, custom.json()) == (200, {"data": None})  # "nullable": no cloned voices
+    unauthorized = http.get(f"{mirako_emulator.base_url}/v1/voice/profiles")
+    assert unauthorized.status_code == 401
+
+
+def test_mirako_voice_listing_server_errors_are_503_problems_that_pass(
+    mirako: MirakoProvider, mirako_emulator: MirakoEmulator, http: httpx.Client
+) -> None:
+    mirako_emulator.update_settings(server_error_voice_listings=1)
+    with pytest.raises(ProviderError) as failed:
+        mirako.voice_profiles()
+    assert (failed.value.code, failed.value.provider_code) == (ProviderErrorCode.UNAVAILABLE, "Service Unavailable")
+    assert [rejected["fault"] for rejected in mirako_emulator.requests_record()["rejected"]] == ["server_error"]
+    listed = mirako.voice_profiles()
+    assert [profile.premade for profile in listed] == [True, True]
+    # A listed id is one its text-to-speech speaks with.
+    body = {"text": SENTENCE, "voice_profile_id": listed[0].id, "return_type": "b64_audio_str"}
+    spoken = http.post(f"{mirako_emulator.base_url}/v1/speech/tts", headers={"Authorization": f"Bearer {MIRAKO_KEY}"},
+                       json=body)  # fmt: skip
+    assert spoken.status_code == 200
+
+
 # -- settings and the child processes ------------------------------------------------------------------------------
 
 

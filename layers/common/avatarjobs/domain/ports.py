@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from avatarjobs.domain.job import Job, JobOutput, JobStatus
 from avatarjobs.domain.messages import JobMessage
-from avatarjobs.domain.providers import CancelOutcome, StatusReport, Submission, VideoResult, WebhookNotice
+from avatarjobs.domain.providers import (
+    CancelOutcome,
+    StatusReport,
+    Submission,
+    VideoResult,
+    VoiceProfile,
+    WebhookNotice,
+)
 from avatarjobs.domain.state_machine import JobEvent
 
 if TYPE_CHECKING:
@@ -307,4 +314,12 @@ class Provider(Protocol):
         Signed webhooks: the signature over the raw body (`token_sha256` is None). Otherwise the job's own token,
         against `token_sha256`, the hash stored with the dispatch claim.
         """
+        ...
+
+
+class VoiceProfileSource(Protocol):
+    """A provider whose voices are its account's to list (Mirako's voice profiles), not a fixed set of names."""
+
+    def voice_profiles(self) -> list[VoiceProfile]:
+        """Every voice profile the account may speak with, premade ones first; ProviderError when it cannot say."""
         ...

@@ -142,3 +142,20 @@ class InvalidWebhook(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class VoiceProfile:
+    """A voice a provider's text-to-speech can speak with (Mirako's PresignedVoiceProfile), as the domain keeps it.
+
+    `premade`: one of the provider's own voices (else cloned for our account). `sample_clip_url` may be presigned:
+    it stops working some time after it was listed.
+    """
+
+    id: str
+    name: str | None = None
+    description: str | None = None
+    languages: tuple[str, ...] = ()
+    premade: bool = True
+    status: str | None = None
+    sample_clip_url: str | None = None

@@ -29,6 +29,7 @@ from avatarjobs.domain.providers import (
     StatusReport,
     Submission,
     VideoResult,
+    VoiceProfile,
     WebhookNotice,
 )
 from avatarjobs.providers import ApiKey, KeySource, key_reader
@@ -36,6 +37,8 @@ from avatarjobs.providers.http import error_for_response, json_object, json_or_n
 from avatarjobs.settings import ProviderSettings
 
 MODEL = "talking-avatar"
+PREMADE_VOICES_PATH = "/v1/voice/premade_profiles"  # GetPremadeVoiceProfiles
+CUSTOM_VOICES_PATH = "/v1/voice/profiles"  # GetUserVoiceProfiles: the account's cloned voices
 NO_TASK_ID_MESSAGE = "Failed to get valid task_id from server."
 VIDEO_CONTENT_TYPE = "video/mp4"  # the spec: "The URL of the output MP4 video"
 _FINAL_FAILURES = {ProviderState.FAILED, ProviderState.CANCELED, ProviderState.TIMED_OUT}
@@ -75,6 +78,21 @@ class _TaskStatus(BaseModel):
 
 class _TaskAnswer(BaseModel):
     data: _TaskStatus | None = None
+
+
+class _VoiceProfile(BaseModel):
+    """PresignedVoiceProfile: only `id` is required by the spec."""
+
+    id: str
+    name: str | None = None
+    description: str | None = None
+    languages: list[str] | None = None
+    status: str | None = None
+    sample_clip: str | None = None
+
+
+class _VoiceProfiles(BaseModel):
+    data: list[_VoiceProfile | None] | None  # "nullable: true": a Go nil slice, i.e. none, comes as null
 
 
 class _SpeechOutput(BaseModel):
@@ -260,7 +278,35 @@ class MirakoProvider:
         """
         return CancelOutcome.UNSUPPORTED
 
+    def voice_profiles(self) -> list[VoiceProfile]:
+        """The premade voice profiles, then the account's custom (cloned) ones: what `voice_profile_id` may name."""
+        return [
+            *self._voice_profiles(PREMADE_VOICES_PATH, "Mirako premade voice profiles", premade=True),
+            *self._voice_profiles(CUSTOM_VOICES_PATH, "Mirako voice profiles", premade=False),
+        ]
+
     # -- calls ----------------------------------------------------------------------------------------------
+
+    def _voice_profiles(self, path: str, action: str, *, premade: bool) -> list[VoiceProfile]:
+        response = self._call("GET", path, action, None, None)
+        try:
+            answer = _VoiceProfiles.model_validate(json_object(response, action))
+        except ValidationError:
+            message = f"{action}: the answer is not a list of profiles"
+            raise ProviderError(ProviderErrorCode.BAD_RESPONSE, message, kind=FailureKind.RETRY) from None
+        return [
+            VoiceProfile(
+                id=profile.id,
+                name=profile.name,
+                description=profile.description,
+                languages=tuple(profile.languages or ()),
+                premade=premade,  # the list it came from says; is_premade is optional in the spec
+                status=profile.status,
+                sample_clip_url=profile.sample_clip,
+            )
+            for profile in answer.data or []
+            if profile is not None
+        ]
 
     def _speech(self, text: str, voice_profile_id: str, webhook_token: str | None) -> str:
         """The speech as base64 of an audio file. A speech request that may have been received is not sent again:
