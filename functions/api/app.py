@@ -12,7 +12,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from avatarjobs.call_deadline import api_calls_end_in_time
 from avatarjobs.composition import discovery, jobs_service
 from avatarjobs.domain import limits
-from avatarjobs.domain.discovery import ModelList, VoiceList, VoiceProvider
 from avatarjobs.domain.ids import JOB_ID_PATTERN
 from avatarjobs.domain.job import JobStatus
 from avatarjobs.domain.ports import JobFilters
@@ -25,6 +24,7 @@ from avatarjobs.http.problems import problem_responses, refuse_oversized_body, r
 from avatarjobs.http.resources import ResourceResolver
 from avatarjobs.http.response_headers import IDEMPOTENT_REPLAYED, LOCATION
 from avatarjobs.observability import logger, metrics, tracer
+from avatarjobs.providers.catalog import ModelList, VoiceList, VoiceProvider
 
 app = ResourceResolver(enable_validation=True, json_body_deserializer=read_json_body)
 register_problem_handlers(app)

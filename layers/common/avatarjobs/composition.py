@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from avatarjobs.adapters.job_queues import SqsRedelivery
     from avatarjobs.adapters.media_store import S3MediaStore
     from avatarjobs.domain.dead_letters import DeadLetters
-    from avatarjobs.domain.discovery import Discovery
     from avatarjobs.domain.dispatch_service import Dispatcher
     from avatarjobs.domain.finalize_service import Finalizer
     from avatarjobs.domain.intake import Intake
@@ -30,6 +29,7 @@ if TYPE_CHECKING:
     from avatarjobs.domain.video_copy import VideoCopier
     from avatarjobs.domain.webhooks import WebhookReceiver
     from avatarjobs.net.safe_fetch import SafeFetcher
+    from avatarjobs.providers.catalog import Discovery
 
 _FACTORIES: list[_lru_cache_wrapper[Any]] = []
 # Adapters that override() puts in place of the real ones, by port name.
@@ -86,7 +86,7 @@ def jobs_service() -> JobsService:
 
 @once_per_process
 def discovery() -> Discovery:
-    from avatarjobs.domain.discovery import Discovery
+    from avatarjobs.providers.catalog import Discovery
 
     # Mirako's plugin, with the key the dispatcher reads (MIRAKO_API_KEY, else MIRAKO_KEY_SECRET_ARN's secret).
     return Discovery(mirako=lambda: cast("VoiceProfileSource", provider("mirako")))

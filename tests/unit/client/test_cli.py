@@ -19,10 +19,10 @@ from pydantic import TypeAdapter
 from typer.testing import CliRunner, Result
 
 from avatarjobs.domain import views as api_views
-from avatarjobs.domain.discovery import FAL_VOICES, VoiceList, VoiceView, model_catalog
 from avatarjobs.domain.job import JobError, JobOutput
 from avatarjobs.domain.requests import JobRequest
 from avatarjobs.http.problems import PROBLEM_JSON, FieldProblem, ProblemCode, problem_body
+from avatarjobs.providers.catalog import FAL_VOICES, VoiceList, VoiceView, model_catalog
 from avatarjobs_cli.main import app
 from avatarjobs_cli.retries import RetryPolicy
 

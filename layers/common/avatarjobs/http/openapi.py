@@ -51,7 +51,19 @@ def render(app: APIGatewayRestResolver) -> str:
         security=[{"apiKey": []}],
     ).model_dump(mode="json", by_alias=True, exclude_none=True)
     document["components"]["schemas"]["JsonValue"] = _JSON_VALUE
-    return json.dumps(_without_unused_schemas(document))
+    return json.dumps(_without_unused_schemas(_without_default_validation_answers(document)))
+
+
+def _without_default_validation_answers(document: dict[str, Any]) -> dict[str, Any]:
+    """The operations without the 422 the resolver adds to a route that documents none (GET /models): its body,
+    HTTPValidationError, is never sent (our handlers answer a Problem) and such a route has nothing to validate."""
+    default = {"$ref": f"{_COMPONENT}HTTPValidationError"}
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            answer = operation.get("responses", {}).get("422", {})
+            if answer.get("content", {}).get("application/json", {}).get("schema") == default:
+                del operation["responses"]["422"]
+    return document
 
 
 def _without_unused_schemas(document: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """What a caller can ask for before ordering: each model with its fields, how its provider bills, and the voices.
 
+It lives beside the provider plugins, not in the domain: it is a table of what each provider is (its voices,
+what it bills per), facts the domain keeps out of itself.
+
 A model's fields are read from the JSON schema pydantic makes of its request model (domain/requests.py), the very
 schema POST /jobs validates with, so the listing cannot disagree with what is accepted. fal's voices are the
 requests' `Voice` enum; Mirako's voice profiles belong to our Mirako account and are read from Mirako's API.
@@ -8,11 +11,12 @@ requests' `Voice` enum; Mirako's voice profiles belong to our Mirako account and
 import time
 from collections.abc import Callable
 from functools import cache
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 from pydantic import BaseModel, Field, JsonValue
 
 from avatarjobs.domain.errors import ServiceUnavailable
+from avatarjobs.domain.job import ProviderId
 from avatarjobs.domain.ports import VoiceProfileSource
 from avatarjobs.domain.providers import ProviderError, VoiceProfile
 from avatarjobs.domain.requests import MODEL_CLASSES, Voice
@@ -21,8 +25,8 @@ from avatarjobs.domain.requests import MODEL_CLASSES, Voice
 # and a voice cloned meanwhile shows within that time (docs/decisions.md, "Discovery (issue 13)").
 VOICE_CACHE_SECONDS = 300.0
 
-VoiceProvider = Literal["fal", "mirako"]
-FAL_VOICES: tuple[str, ...] = get_args(Voice)
+VoiceProvider = ProviderId  # every provider answers GET /voices
+FAL_VOICES: tuple[str, ...] = get_args(Voice.__value__)
 # Not fields of a model: they name it.
 _IDENTITY_FIELDS = frozenset({"provider", "model"})
 _BOUNDS_KEYWORDS = {
@@ -71,7 +75,7 @@ class BillingBasis(BaseModel):
 
 class ModelView(BaseModel):
     id: str = Field(description="The `model` of POST /jobs")
-    provider: str = Field(description="The `provider` of POST /jobs")
+    provider: ProviderId = Field(description="The `provider` of POST /jobs")
     description: str
     fields: list[FieldView] = Field(description="The fields POST /jobs takes for this model besides provider and model")
     voices: list[str] = Field(
@@ -152,9 +156,21 @@ def _bounds(schema: dict[str, Any]) -> dict[str, Any]:
     return bounds
 
 
-def _field(name: str, schema: dict[str, Any], required: bool) -> FieldView:
+def _resolved(schema: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:
+    """The schema with its own `$ref` (a named type: Voice, Metadata, ...) replaced by what it names; one level
+    only, as the listing shows a field's own bounds, not those of the values nested in it (JsonValue is recursive)."""
+    reference = schema.get("$ref")
+    if not isinstance(reference, str):
+        return schema
+    named = definitions[reference.rsplit("/", 1)[-1]]
+    return {**named, **{key: value for key, value in schema.items() if key != "$ref"}}
+
+
+def _field(name: str, schema: dict[str, Any], required: bool, definitions: dict[str, Any]) -> FieldView:
+    schema = _resolved(schema, definitions)
     # An optional field is `X | None`: null only means "left out", so the null branch is no form of its own.
-    forms = [form for form in schema.get("anyOf", [schema]) if form.get("type") != "null"]
+    forms = [_resolved(form, definitions) for form in schema.get("anyOf", [schema])]
+    forms = [form for form in forms if form.get("type") != "null"]
     described = {"name": name, "required": required, "default": schema.get("default"),
                  "description": schema.get("description") or forms[0].get("description")}  # fmt: skip
     if len(forms) == 1:
@@ -171,14 +187,16 @@ def _model(model_id: str, request_model: type[BaseModel]) -> ModelView:
     schema = request_model.model_json_schema()
     required = set(schema.get("required", []))
     provider = schema["properties"]["provider"]["const"]
-    speaks_fal_voices = any(get_args(field.annotation) == FAL_VOICES for field in request_model.model_fields.values())
+    speaks_fal_voices = any(
+        Voice in (field.annotation, *get_args(field.annotation)) for field in request_model.model_fields.values()
+    )
     return ModelView(
         id=model_id,
         provider=provider,
         description=schema.get("description", ""),
         fields=sorted(
             (
-                _field(name, property_schema, name in required)
+                _field(name, property_schema, name in required, schema.get("$defs", {}))
                 for name, property_schema in schema["properties"].items()
                 if name not in _IDENTITY_FIELDS
             ),
