@@ -12,9 +12,10 @@ from pydantic import TypeAdapter
 
 from avatarjobs import composition
 from avatarjobs.domain import limits
+from avatarjobs.domain.job import ProviderId
 from avatarjobs.domain.providers import VoiceProfile
 from avatarjobs.domain.requests import MODEL_CLASSES, MODEL_NAMES, JobRequest
-from avatarjobs.providers.catalog import FAL_VOICES, Discovery, VoiceProvider
+from avatarjobs.providers.catalog import FAL_VOICES, Discovery
 from devstack.cloudformation import REGION, Stack
 from functions.api.app import lambda_handler
 from tests.api_events import api_event
@@ -233,7 +234,7 @@ def test_a_provider_we_do_not_have_is_a_422_naming_the_parameter(stack: Stack, q
 
 
 def test_the_voice_providers_are_the_providers_of_the_models() -> None:
-    assert set(get_args(VoiceProvider.__value__)) == {provider_of(model_id) for model_id in MODEL_CLASSES}
+    assert set(get_args(ProviderId.__value__)) == {provider_of(model_id) for model_id in MODEL_CLASSES}
 
 
 # -- the cache, by its clock -----------------------------------------------------------------------------------
