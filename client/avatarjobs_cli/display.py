@@ -128,15 +128,17 @@ def jobs_table(jobs: Iterable[JobView]) -> Table:
     return table
 
 
-def models_table(models: Iterable[ModelView]) -> Table:
-    table = Table("model", "provider", "fields ('?': optional)", "billed per", header_style="bold", box=box.SIMPLE)
-    table.columns[0].no_wrap = True
+def models_listing(models: Iterable[ModelView]) -> Group:
+    """Each model as a short block, not a table: its id and unit stay whole on an 80-column terminal or a pipe."""
+    blocks: list[RenderableType] = []
     for model in models:
         fields = ", ".join(f"{field['name']}{'' if field['required'] else '?'}" for field in model["fields"])
         billing = model.get("billing")
-        unit = (billing["unit"] or "not documented") if billing else ""
-        table.add_row(Text(model["id"]), Text(model["provider"]), Text(fields), Text(unit))
-    return table
+        unit = (billing["unit"] or "not documented") if billing else "not documented"
+        blocks.append(Text.assemble((model["id"], "bold"), f"  ({model['provider']})"))
+        blocks.append(Text(f"  fields ('?': optional): {fields}"))
+        blocks.append(Text(f"  billed per: {unit}\n"))
+    return Group(*blocks)
 
 
 def voices_table(listing: VoiceList) -> Table:

@@ -29,7 +29,7 @@ from avatarjobs_cli.display import (
     error_text,
     job_details,
     jobs_table,
-    models_table,
+    models_listing,
     status_line,
     status_text,
     voices_table,
@@ -330,7 +330,7 @@ def models(*, json_output: AsJson = False, base_url: BaseUrl = None, api_key: Ap
     if json_output:
         _print_json({"models": listed})
     else:
-        stdout.print(models_table(listed))
+        stdout.print(models_listing(listed))
 
 
 @app.command()

@@ -96,17 +96,16 @@ _UPLOAD_CONTENT_TYPES = sorted(limits.IMAGE_CONTENT_TYPES | limits.AUDIO_CONTENT
 
 
 class UploadFile(BaseModel):
-    # strict: `"size": true` is no size. The anyOf is _within_kind_limit in the document: each kind its maximum.
+    # strict: `"size": true` is no size. The allOf is _within_kind_limit in the document: each kind its maximum, as
+    # if/then (not anyOf, which a generated client turns into one partial class per kind).
     model_config = ConfigDict(
         extra="forbid",
         strict=True,
         json_schema_extra={
-            "anyOf": [
+            "allOf": [
                 {
-                    "properties": {
-                        "content_type": {"enum": list[JsonValue](sorted(content_types))},
-                        "size": {"maximum": limits.UPLOAD_MAX_BYTES[kind]},
-                    }
+                    "if": {"properties": {"content_type": {"enum": list[JsonValue](sorted(content_types))}}},
+                    "then": {"properties": {"size": {"maximum": limits.UPLOAD_MAX_BYTES[kind]}}},
                 }
                 for kind, content_types in CONTENT_TYPES.items()
             ]
