@@ -157,7 +157,7 @@ def create_uploads(request: Annotated[CreateUploadsRequest, Body()]) -> Response
     summary="The models: their fields with types, bounds and defaults, their voices, and how each is billed",
     tags=["discovery"],
     operation_id="listModels",
-    responses={200: {"description": "Every model POST /jobs takes"}},
+    responses={200: {"description": "Every model POST /jobs takes"}, **problem_responses()},
 )
 def list_models() -> ModelList:
     return discovery().models()
