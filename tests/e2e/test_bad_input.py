@@ -10,8 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.stack import LocalStack
-from tests.support.pipeline import FACE, Pipeline, fal_body
+from tests.support.pipeline import FACE, Pipeline, fal_body, quick_pipeline
 
 FAL_TEXT = "fal-ai/ai-avatar/single-text"
 GIF = b"GIF89a" + b"\0" * 64
@@ -29,9 +28,7 @@ def raw(body: dict[str, Any], **members: str) -> str:
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    with LocalStack(emulators=True, log_dir=tmp_path_factory.mktemp("bad-input-logs")) as local:
-        pipeline = Pipeline(local)
-        pipeline.emulator("fal", queue_seconds=0.2, delay_seconds=0.5)
+    with quick_pipeline(tmp_path_factory.mktemp("bad-input-logs"), "fal") as pipeline:
         yield pipeline
 
 

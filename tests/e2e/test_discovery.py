@@ -5,15 +5,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from devstack.stack import LocalStack
-from tests.support.pipeline import FACE, Pipeline
+from tests.support.pipeline import FACE, Pipeline, quick_pipeline
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    with LocalStack(emulators=True, log_dir=tmp_path_factory.mktemp("discovery-logs")) as local:
-        pipeline = Pipeline(local)
-        pipeline.emulator("mirako", queue_seconds=0.2, delay_seconds=0.5)
+    with quick_pipeline(tmp_path_factory.mktemp("discovery-logs"), "mirako") as pipeline:
         yield pipeline
 
 

@@ -21,8 +21,7 @@ import pytest
 
 from devstack.media import SAMPLE_FACE
 from devstack.processes import REPO_ROOT
-from devstack.stack import LocalStack
-from tests.support.pipeline import JOB_TIMEOUT_SECONDS, TERMINAL, Pipeline
+from tests.support.pipeline import JOB_TIMEOUT_SECONDS, TERMINAL, Pipeline, quick_pipeline
 from tests.support.polling import eventually
 
 DOCUMENT = REPO_ROOT / "docs" / "openapi.json"
@@ -75,9 +74,7 @@ def generated(generation: Generation) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    with LocalStack(emulators=True, log_dir=tmp_path_factory.mktemp("generated-client-logs")) as local:
-        pipeline = Pipeline(local)
-        pipeline.emulator("fal", queue_seconds=0.2, delay_seconds=0.5)
+    with quick_pipeline(tmp_path_factory.mktemp("generated-client-logs"), "fal") as pipeline:
         yield pipeline
 
 

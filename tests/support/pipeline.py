@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -126,3 +127,12 @@ FAL_REQUESTS: dict[str, dict[str, Any]] = {
 def fal_body(model: str, **extra: Any) -> dict[str, Any]:
     fields = {name: speech() if value == "SPEECH" else value for name, value in FAL_REQUESTS[model].items()}
     return {"provider": "fal", "model": model, "image_url": FACE, **fields, **extra}
+
+
+@contextmanager
+def quick_pipeline(log_dir: Path, provider: str) -> Iterator[Pipeline]:
+    """A local stack with both emulators, `provider`'s made quick (a fraction of a second in its queue and run)."""
+    with LocalStack(emulators=True, log_dir=log_dir) as local:
+        pipeline = Pipeline(local)
+        pipeline.emulator(provider, queue_seconds=0.2, delay_seconds=0.5)
+        yield pipeline
